@@ -1,0 +1,92 @@
+/**
+ * Checks and encodings shared by both sides of HTTP/1.1 output: header names
+ * and values that cannot split a message, chunk framing, and the joining of
+ * output parts into one buffer.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { LocalProtocolError } from "../../core/errors";
+
+/** RFC 9110 §5.6.2: token = 1*tchar. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5: field-value chars are HTAB, SP, VCHAR and obs-text; never CR, LF or NUL. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** True if `name` is a valid header field name (a token). */
+export function isValidHeaderName(name: string): boolean {
+  return TOKEN.test(name);
+}
+
+/** True if `value` can be sent as a header field value without splitting the message. */
+export function isValidHeaderValue(value: string): boolean {
+  return !INVALID_VALUE.test(value);
+}
+
+/**
+ * Throws {@link LocalProtocolError} unless the header can be sent safely.
+ *
+ * @example
+ * ```ts
+ * assertHeader("X-Id", "1");          // fine
+ * assertHeader("X-Id", "1\r\nEvil: 1"); // throws ERR_INVALID_HEADER_VALUE
+ * ```
+ */
+export function assertHeader(name: string, value: string): void {
+  if (!TOKEN.test(name)) {
+    throw new LocalProtocolError("ERR_INVALID_HEADER_NAME", `Cannot send header ${JSON.stringify(name)}: the name is not a token`);
+  }
+  if (INVALID_VALUE.test(value)) {
+    throw new LocalProtocolError(
+      "ERR_INVALID_HEADER_VALUE",
+      `Cannot send header ${name}: the value ${JSON.stringify(value)} has a character that is not allowed (CR, LF, NUL or a control character)`,
+    );
+  }
+}
+
+/** ASCII-case-insensitive comparison of a header name with a lowercase name. */
+export function nameIs(name: string, lower: string): boolean {
+  return name.length === lower.length && (name === lower || name.toLowerCase() === lower);
+}
+
+/** A list of output parts: latin1 strings (heads, chunk framing) and bytes (bodies). */
+export type OutputParts = Array<string | Uint8Array>;
+
+/** Total byte length of output parts (strings are latin1: one byte per char). */
+export function partsLength(parts: OutputParts): number {
+  let n = 0;
+  for (const p of parts) n += typeof p === "string" ? p.length : p.byteLength;
+  return n;
+}
+
+/**
+ * Joins output parts into one buffer with one allocation.
+ *
+ * @example
+ * ```ts
+ * joinParts(["HTTP/1.1 200 OK\r\n\r\n", body], 19 + body.length)
+ * ```
+ */
+export function joinParts(parts: OutputParts, total: number): Uint8Array {
+  if (parts.length === 1) {
+    const only = parts[0]!;
+    return typeof only === "string" ? Buffer.from(only, "latin1") : only;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let offset = 0;
+  for (const p of parts) {
+    if (typeof p === "string") offset += out.write(p, offset, "latin1");
+    else {
+      out.set(p, offset);
+      offset += p.byteLength;
+    }
+  }
+  return out;
+}
+
+/** Parses a non-negative decimal Content-Length; -1 if it is not one. */
+export function parseContentLength(value: string): number {
+  const v = value.trim();
+  if (v.length === 0 || v.length > 15 || !/^[0-9]+$/.test(v)) return -1;
+  return Number(v);
+}
