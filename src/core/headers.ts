@@ -165,3 +165,20 @@ export class HTTPHeaders implements Iterable<[string, string]> {
     return out;
   }
 }
+
+/**
+ * Any {@link HeadersInit} as a flat list `[name, value, ...]`. A flat list is
+ * returned as it is; other forms are copied.
+ *
+ * @example
+ * ```ts
+ * flattenHeaders({ "Content-Type": "text/plain", "Set-Cookie": ["a=1", "b=2"] })
+ * // ["Content-Type", "text/plain", "Set-Cookie", "a=1", "Set-Cookie", "b=2"]
+ * ```
+ */
+export function flattenHeaders(init: HeadersInit | undefined): FlatHeaders {
+  if (init === undefined) return [];
+  if (init instanceof HTTPHeaders) return init.toFlat();
+  if (Array.isArray(init) && (init.length === 0 || typeof init[0] === "string")) return init as FlatHeaders;
+  return new HTTPHeaders(init).toFlat();
+}

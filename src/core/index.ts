@@ -8,4 +8,5 @@ export * from "./bytes";
 export * from "./clock";
 export * from "./errors";
 export * from "./headers";
+export * from "./log";
 export * from "./transport";

@@ -227,7 +227,9 @@ function describe(value: unknown): string {
  * `acquire`: Tornado's `_ReleasingContextManager`. Release it once, by
  * calling {@link Releaser.release} or by letting a `using` (or `await using`)
  * declaration dispose of it. Releasing it again does nothing, so an explicit
- * `release()` inside a `using` block is safe.
+ * `release()` inside a `using` block is safe. It calls its semaphore's or
+ * lock's `release()`, as Tornado's does: do not also release the same hold
+ * with `sem.release()` or `lock.release()`.
  *
  * @example
  * ```ts
@@ -245,7 +247,16 @@ export class Releaser implements Disposable, AsyncDisposable {
     this.#target = target;
   }
 
-  /** Whether this permit was released already. */
+  /**
+   * Whether this permit was released already.
+   *
+   * @example
+   * ```ts
+   * const permit = await lock.acquire();
+   * permit.release();
+   * permit.released; // true
+   * ```
+   */
   get released(): boolean {
     return this.#target === undefined;
   }
@@ -325,7 +336,15 @@ export class Condition {
     this.#waiters = new WaitQueue<boolean>(options.clock ?? systemClock, "wait for the condition", false);
   }
 
-  /** How many coroutines are waiting to be notified. */
+  /**
+   * How many coroutines are waiting to be notified (timed-out ones are gone).
+   *
+   * @example
+   * ```ts
+   * void condition.wait();
+   * condition.waiting; // 1
+   * ```
+   */
   get waiting(): number {
     return this.#waiters.size;
   }
@@ -509,12 +528,28 @@ export class Semaphore {
     this.#waiters = new WaitQueue<Releaser>(options.clock ?? systemClock, "acquire the semaphore");
   }
 
-  /** How many permits are free now. */
+  /**
+   * How many permits are free now.
+   *
+   * @example
+   * ```ts
+   * const sem = new Semaphore(2);
+   * await sem.acquire();
+   * sem.value; // 1
+   * ```
+   */
   get value(): number {
     return this.#value;
   }
 
-  /** How many coroutines are waiting for a permit. */
+  /**
+   * How many coroutines are waiting for a permit.
+   *
+   * @example
+   * ```ts
+   * if (sem.waiting > 100) console.warn("the pool is saturated");
+   * ```
+   */
   get waiting(): number {
     return this.#waiters.size;
   }
@@ -651,12 +686,31 @@ export class Lock {
     this.#waiters = new WaitQueue<Releaser>(options.clock ?? systemClock, "acquire the lock");
   }
 
-  /** Whether some coroutine holds the lock. */
+  /**
+   * Whether some coroutine holds the lock.
+   *
+   * @example
+   * ```ts
+   * const permit = await lock.acquire();
+   * lock.locked; // true
+   * permit.release();
+   * lock.locked; // false
+   * ```
+   */
   get locked(): boolean {
     return this.#locked;
   }
 
-  /** How many coroutines are waiting for the lock. */
+  /**
+   * How many coroutines are waiting for the lock.
+   *
+   * @example
+   * ```ts
+   * void lock.acquire();
+   * void lock.acquire();
+   * lock.waiting; // 1
+   * ```
+   */
   get waiting(): number {
     return this.#waiters.size;
   }

@@ -465,11 +465,18 @@ export class PriorityQueue<T> extends Queue<T> {
   }
 
   /**
-   * Makes the binary heap that orders the items.
+   * Makes the binary heap that orders the items; called once, by the
+   * constructor.
    *
    * @example
    * ```ts
-   * // Called by the constructor; override it in a subclass to change the store.
+   * // Highest first, by reversing whatever order was asked for.
+   * class MaxQueue<T> extends PriorityQueue<T> {
+   *   protected override createStore(options: PriorityQueueOptions<T>): QueueStore<T> {
+   *     const compare = options.compare ?? ((a: T, b: T) => (a < b ? -1 : a > b ? 1 : 0));
+   *     return super.createStore({ ...options, compare: (a, b) => compare(b, a) });
+   *   }
+   * }
    * ```
    */
   protected override createStore(options: PriorityQueueOptions<T>): QueueStore<T> {
@@ -498,11 +505,20 @@ export class PriorityQueue<T> extends Queue<T> {
  */
 export class LifoQueue<T> extends Queue<T> {
   /**
-   * Makes the stack that holds the items.
+   * Makes the stack that holds the items; called once, by the constructor.
    *
    * @example
    * ```ts
-   * // Called by the constructor; override it in a subclass to change the store.
+   * class TracedLifoQueue<T> extends LifoQueue<T> {
+   *   protected override createStore(options: QueueOptions): QueueStore<T> {
+   *     const stack = super.createStore(options);
+   *     return {
+   *       get size() { return stack.size; },
+   *       put: (item) => { console.log("in", item); stack.put(item); },
+   *       take: () => stack.take(),
+   *     };
+   *   }
+   * }
    * ```
    */
   protected override createStore(options: QueueOptions): QueueStore<T> {

@@ -1,0 +1,8 @@
+/**
+ * typhoon/server: the drivers that run the engines over transports.
+ *
+ * @module
+ */
+export * from "./http-server";
+export * from "./request";
+export { defaultTransport } from "./default-transport";

@@ -1,0 +1,191 @@
+/**
+ * The request object handed to applications: what Tornado's
+ * `HTTPServerRequest` has, built lazily from the engine's flat data.
+ *
+ * @module
+ */
+import { EMPTY_BYTES, type BytesLike } from "../core/bytes";
+import { HTTPHeaders, type FlatHeaders, type HeadersInit } from "../core/headers";
+
+/** How a response is written for one request (Tornado's `request.connection`). */
+export interface RequestConnection {
+  /**
+   * Starts the response. Without `Content-Length` the body is chunked
+   * (HTTP/1.1) or ends with the connection (HTTP/1.0).
+   */
+  writeHeaders(status: number, headers?: HeadersInit, chunk?: BytesLike, reason?: string): void;
+  /** Sends a piece of body; resolves when the bytes are handed to the transport. */
+  write(chunk: BytesLike): Promise<void>;
+  /** Ends the response (with trailers if chunked); resolves when flushed. */
+  finish(trailers?: HeadersInit): Promise<void>;
+  /** Sends a whole response at once; `Content-Length` is added if missing. */
+  respond(status: number, headers?: HeadersInit, body?: BytesLike, reason?: string): Promise<void>;
+  /** Sends an informational response such as `103 Early Hints`. */
+  sendInformational(status: number, headers?: HeadersInit): void;
+  /** Raises or lowers the body limit of this request (call before its body is read). */
+  setMaxBodyBytes(maxBodyBytes: number): void;
+  /** True once the response head has been written. */
+  readonly headersWritten: boolean;
+  /** True once the response is finished. */
+  readonly finished: boolean;
+  /** True once the client's connection is gone. */
+  readonly closed: boolean;
+  /**
+   * After `writeHeaders(101, ...)`: takes the transport connection away from
+   * the HTTP server, with the bytes that followed the request head. The
+   * caller must set its own handler on the connection at once.
+   */
+  detach(): { connection: import("../core/transport").Connection; trailingData: Uint8Array };
+}
+
+/** What the server knows of the connection a request came on. */
+export interface ConnectionInfo {
+  readonly remoteIp: string;
+  readonly remotePort: number;
+  readonly protocol: "http" | "https";
+}
+
+/**
+ * One HTTP request, as Tornado's `HTTPServerRequest`.
+ *
+ * @example
+ * ```ts
+ * const server = new HTTPServer(async (req) => {
+ *   await req.connection.respond(200, { "Content-Type": "text/plain" }, `You asked for ${req.path}\n`);
+ * });
+ * ```
+ */
+export class HTTPServerRequest {
+  /** `GET`, `POST`, ... */
+  readonly method: string;
+  /** The request target as sent: `/path?query`. */
+  readonly uri: string;
+  /** `HTTP/1.1` or `HTTP/1.0`. */
+  readonly version: string;
+  /** The client's IP (from `X-Real-Ip`/`X-Forwarded-For` when `xheaders` is on). */
+  remoteIp: string;
+  /** `http` or `https` (from `X-Forwarded-Proto`/`X-Scheme` when `xheaders` is on). */
+  protocol: "http" | "https";
+  /** The buffered body (empty until it is complete, and for streamed requests). */
+  body: Uint8Array = EMPTY_BYTES;
+  /** Trailer fields of a chunked request body. */
+  trailers: HTTPHeaders | null = null;
+  /** How to answer this request. */
+  readonly connection: RequestConnection;
+  /** When the request head arrived (milliseconds, from the server's clock). */
+  readonly startTime: number;
+  #flatHeaders: FlatHeaders;
+  #headers: HTTPHeaders | null = null;
+  #finishTime = -1;
+
+  constructor(
+    method: string,
+    uri: string,
+    version: string,
+    headers: FlatHeaders,
+    info: ConnectionInfo,
+    connection: RequestConnection,
+    startTime: number,
+  ) {
+    this.method = method;
+    this.uri = uri;
+    this.version = version;
+    this.#flatHeaders = headers;
+    this.remoteIp = info.remoteIp;
+    this.protocol = info.protocol;
+    this.connection = connection;
+    this.startTime = startTime;
+  }
+
+  /** Headers, case-insensitive and multi-valued. */
+  get headers(): HTTPHeaders {
+    return (this.#headers ??= HTTPHeaders.fromFlat(this.#flatHeaders));
+  }
+
+  /** The path part of the URI, without the query. */
+  get path(): string {
+    const q = this.uri.indexOf("?");
+    return q === -1 ? this.uri : this.uri.slice(0, q);
+  }
+
+  /** The query string, without the `?` (empty if none). */
+  get query(): string {
+    const q = this.uri.indexOf("?");
+    return q === -1 ? "" : this.uri.slice(q + 1);
+  }
+
+  /** The `Host` header, or `127.0.0.1` when there is none (as Tornado). */
+  get host(): string {
+    return this.headers.get("Host") ?? "127.0.0.1";
+  }
+
+  /** The host without its port. */
+  get hostName(): string {
+    const host = this.host;
+    if (host.startsWith("[")) {
+      const end = host.indexOf("]");
+      return end === -1 ? host : host.slice(1, end);
+    }
+    const colon = host.lastIndexOf(":");
+    return colon === -1 ? host : host.slice(0, colon);
+  }
+
+  /** `protocol://host/uri`. */
+  fullUrl(): string {
+    return `${this.protocol}://${this.host}${this.uri}`;
+  }
+
+  /** Time taken so far, or to finish, in seconds (as Tornado's `request_time`). */
+  requestTime(now: number = Date.now()): number {
+    return ((this.#finishTime >= 0 ? this.#finishTime : now) - this.startTime) / 1000;
+  }
+
+  /** Called by the server when the response is finished. */
+  markFinished(time: number): void {
+    this.#finishTime = time;
+  }
+
+  /** Query arguments, multi-valued (`?a=1&a=2` gives `{ a: ["1", "2"] }`). */
+  get queryArguments(): Record<string, string[]> {
+    return parseQueryString(this.query);
+  }
+}
+
+/**
+ * Parses `a=1&b=2&a=3` into lists of values, decoding `+` and `%XX` as UTF-8.
+ * Blank values are kept (as empty strings).
+ *
+ * @example
+ * ```ts
+ * parseQueryString("a=1&a=2&b=x+y") // { a: ["1", "2"], b: ["x y"] }
+ * ```
+ */
+export function parseQueryString(query: string): Record<string, string[]> {
+  const out: Record<string, string[]> = Object.create(null);
+  if (query === "") return out;
+  for (const part of query.split(/[&;]/)) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const name = decodeQueryComponent(eq === -1 ? part : part.slice(0, eq));
+    const value = eq === -1 ? "" : decodeQueryComponent(part.slice(eq + 1));
+    (out[name] ??= []).push(value);
+  }
+  return out;
+}
+
+/** Decodes one `application/x-www-form-urlencoded` component; bad escapes are kept as they are. */
+export function decodeQueryComponent(text: string): string {
+  const plus = text.includes("+") ? text.replace(/\+/g, " ") : text;
+  if (!plus.includes("%")) return plus;
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus.replace(/(%[0-9A-Fa-f]{2})+/g, (m) => {
+      try {
+        return decodeURIComponent(m);
+      } catch {
+        return m;
+      }
+    });
+  }
+}
