@@ -1,5 +1,22 @@
 import { defineConfig } from "vitest/config";
 
+// Vitest 5's reporter calls Map.groupBy, which Node 20 lacks (it came in
+// Node 21); without it a failing test is reported as an "Unhandled Error".
+const MapWithGroupBy = Map as unknown as { groupBy?: unknown };
+if (typeof MapWithGroupBy.groupBy !== "function") {
+  MapWithGroupBy.groupBy = function groupBy<K, V>(items: Iterable<V>, key: (item: V, index: number) => K): Map<K, V[]> {
+    const out = new Map<K, V[]>();
+    let i = 0;
+    for (const item of items) {
+      const k = key(item, i++);
+      const list = out.get(k);
+      if (list === undefined) out.set(k, [item]);
+      else list.push(item);
+    }
+    return out;
+  };
+}
+
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
