@@ -20,6 +20,8 @@ if (typeof MapWithGroupBy.groupBy !== "function") {
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // The JSON report is what .ci/run counts; the default reporter is for people.
+    reporters: ["default", ["json", { outputFile: ".test-report/node.json" }]],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },
