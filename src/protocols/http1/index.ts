@@ -4,6 +4,7 @@
  * @module
  */
 export * from "./server-connection";
+export * from "./client-connection";
 export { httpDate } from "./date";
 export { STATUS_REASONS, reasonPhrase } from "./status";
 export { assertHeader, isValidHeaderName, isValidHeaderValue } from "./serialize";

@@ -28,6 +28,8 @@ export const CB_ERROR = -1;
 export const CB_PAUSE = ERROR.PAUSED as number;
 /** Returned by `onHeadersComplete`: the message has no body (response to HEAD, 1xx, 204, 304). */
 export const CB_SKIP_BODY = 1;
+/** Returned by `onHeadersComplete`: the message has no body and the protocol changes after it (2xx to CONNECT). */
+export const CB_UPGRADE = 2;
 
 /**
  * Receives what the parser finds. Span callbacks get offsets into the chunk
