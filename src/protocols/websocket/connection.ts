@@ -723,8 +723,10 @@ export class WebSocketConnection {
         this.#phase = PHASE_HEADER;
         if (this.#msgCompressed) {
           this.#msgWire = remaining;
-          const error = this.#inflate(view(chunk, start, end), true);
-          if (error !== undefined) return error;
+          if (remaining > 0) {
+            const error = this.#inflate(view(chunk, start, end), true);
+            if (error !== undefined) return error;
+          }
           return this.#finishMessage();
         }
         this.#msgOpcode = 0;
@@ -813,8 +815,11 @@ export class WebSocketConnection {
   }
 
   #finishMessage(): WebSocketEvent {
-    if (this.#msgCompressed && !this.#msgInflated) {
-      // The last frame had no payload: the codec still needs the end.
+    if (this.#msgCompressed && !this.#msgInflated && this.#msgWire > 0) {
+      // The last frame had no payload: the codec still needs the end. (A
+      // compressed message with no payload at all is an empty message: the
+      // tail alone is no DEFLATE block, and feeding it would leave the
+      // inflater inside a stored block.)
       const error = this.#inflate(EMPTY, true);
       if (error !== undefined) return error;
     }
