@@ -988,6 +988,7 @@ export class WebSocketConnection {
    */
   sendText(text: string, options?: { compress?: boolean }): void {
     if (typeof text !== "string") throw new TypeError("sendText needs a string");
+    this.#checkNoFragment("text");
     this.#sendMessage(OPCODE_TEXT, text, options?.compress, true);
   }
 
@@ -1001,12 +1002,23 @@ export class WebSocketConnection {
    */
   sendBinary(data: Uint8Array, options?: { compress?: boolean }): void {
     if (!(data instanceof Uint8Array)) throw new TypeError("sendBinary needs a Uint8Array");
+    this.#checkNoFragment("binary");
     this.#sendMessage(OPCODE_BINARY, data, options?.compress, true);
   }
 
+  #checkNoFragment(kind: string): void {
+    if (this.#sendOpcode !== 0) {
+      throw new LocalProtocolError(
+        WS_ERR.INVALID_STATE,
+        `Cannot send a ${kind} message: a fragmented ${OPCODE_NAMES[this.#sendOpcode]} message is in progress (continue it with send())`,
+      );
+    }
+  }
+
   /**
-   * Sends a message, or a fragment of one with `fin: false`. A string is
-   * sent as text unless `binary` says otherwise.
+   * Sends a message, or a fragment of one with `fin: false`; while a
+   * fragmented message is open, `send` continues it (the type must match).
+   * A string is sent as text unless `binary` says otherwise.
    *
    * @example
    * ```ts
