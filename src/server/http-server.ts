@@ -771,8 +771,9 @@ class Driver implements ConnectionHandler {
     if (this.engine.requestsInFlight === 0 || (wait === Wait.BODY && this.#onlyUnansweredIsCurrent())) {
       // Nothing else is owed: answer 408 and close.
       this.engine.abort();
-      this.#flush();
+      const earlier = this.engine.takeOutput();
       this.#ended = true;
+      if (earlier !== null) this.connection.write(earlier);
       this.connection.write(toBytes(
         `HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\nDate: ${httpDate(this.server.clock.now())}\r\n\r\n`,
       ));

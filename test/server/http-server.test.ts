@@ -1,0 +1,464 @@
+import { describe, expect, it } from "vitest";
+import { VirtualClock } from "../../src/core/clock";
+import { silentLogger } from "../../src/core/log";
+import { HTTPServer, type HTTPMessageDelegate, type HTTPServerRequest } from "../../src/server";
+import { TestClient } from "../../src/testing";
+import { connect, flushMemory, statusLines } from "./helpers";
+
+const quiet = { logger: silentLogger };
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe("HTTPServer over memory pipes", () => {
+  it("answers a request with the callback's response and fills the request object", async () => {
+    let seen: HTTPServerRequest | null = null;
+    const server = new HTTPServer(async (req) => {
+      seen = req;
+      await req.connection.respond(200, { "Content-Type": "text/plain" }, `path=${req.path} q=${req.query}`);
+    }, quiet);
+    const client = new TestClient(server);
+    const res = await client.fetch("/a/b?x=1&x=2&y=%20z", { headers: { "X-Multi": ["1", "2"], Host: "example.com:8080" } });
+    expect(res.status).toBe(200);
+    expect(res.text()).toBe("path=/a/b q=x=1&x=2&y=%20z");
+    expect(res.headers.get("Content-Length")).toBe(String(res.body.length));
+    expect(res.headers.has("Date")).toBe(true);
+    const req = seen! as HTTPServerRequest;
+    expect(req.method).toBe("GET");
+    expect(req.version).toBe("HTTP/1.1");
+    expect(req.headers.get("x-multi")).toBe("1, 2");
+    expect(req.headers.getAll("X-MULTI")).toEqual(["1", "2"]);
+    expect(req.host).toBe("example.com:8080");
+    expect(req.hostName).toBe("example.com");
+    expect(req.protocol).toBe("http");
+    expect(req.queryArguments).toEqual({ x: ["1", "2"], y: [" z"] });
+    expect(req.fullUrl()).toBe("http://example.com:8080/a/b?x=1&x=2&y=%20z");
+    client.close();
+  });
+
+  it("buffers the body for the callback and echoes it byte for byte", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, req.body), quiet);
+    const client = new TestClient(server, { pipe: { split: 7 } });
+    const body = new Uint8Array(300_000).map((_, i) => (i * 31) & 0xff);
+    const res = await client.fetch("/echo", { method: "POST", body });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(res.body).equals(Buffer.from(body))).toBe(true);
+  });
+
+  it("answers 500 when a handler throws or rejects, and keeps serving", async () => {
+    const server = new HTTPServer(async (req) => {
+      if (req.path === "/sync") throw new Error("sync boom");
+      if (req.path === "/async") {
+        await Promise.resolve();
+        throw new Error("async boom");
+      }
+      await req.connection.respond(200, {}, "fine");
+    }, quiet);
+    const client = new TestClient(server);
+    const a = await client.fetch("/sync");
+    expect(a.status).toBe(500);
+    expect(a.text()).not.toContain("sync boom");
+    const b = await client.fetch("/async");
+    expect(b.status).toBe(500);
+    const c = await client.fetch("/ok");
+    expect(c.status).toBe(200);
+    expect(c.text()).toBe("fine");
+  });
+
+  it("shows the stack in a 500 only in debug mode", async () => {
+    const server = new HTTPServer(() => {
+      throw new Error("visible boom");
+    }, { ...quiet, debug: true });
+    const res = await new TestClient(server).fetch("/");
+    expect(res.status).toBe(500);
+    expect(res.text()).toContain("visible boom");
+  });
+
+  it("drops the connection when a handler fails after its response started", async () => {
+    const server = new HTTPServer(async (req) => {
+      req.connection.writeHeaders(200, { "Content-Type": "text/plain" });
+      await req.connection.write("partial");
+      throw new Error("late boom");
+    }, quiet);
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(raw.text()).toContain("HTTP/1.1 200 OK");
+    expect(raw.text()).toContain("partial");
+    expect(raw.text()).not.toMatch(/0\r\n\r\n$/);
+    expect(raw.ended || raw.closed).toBe(true);
+  });
+
+  it("keeps pipelined responses in request order even when produced out of order", async () => {
+    const gates = new Map<string, ReturnType<typeof deferred>>();
+    for (const p of ["/1", "/2", "/3"]) gates.set(p, deferred());
+    const server = new HTTPServer(async (req) => {
+      await gates.get(req.path)!.promise;
+      await req.connection.respond(200, {}, req.path);
+    }, quiet);
+    const raw = connect(server);
+    raw.send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    gates.get("/3")!.resolve();
+    gates.get("/2")!.resolve();
+    await flushMemory();
+    expect(raw.text()).toBe("");
+    gates.get("/1")!.resolve();
+    await flushMemory();
+    const bodies = raw.text().split("\r\n\r\n").slice(1).map((s) => s.slice(0, 2));
+    expect(bodies).toEqual(["/1", "/2", "/3"]);
+    expect(statusLines(raw.text())).toHaveLength(3);
+  });
+
+  it("writes the responses produced while handling one read with one transport write", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "x"), quiet);
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(16));
+    await flushMemory();
+    expect(statusLines(raw.text())).toHaveLength(16);
+    expect(raw.chunks).toHaveLength(1);
+  });
+
+  it("answers malformed requests with 400 and closes, never reading later bytes as a request", async () => {
+    let handled = 0;
+    const server = new HTTPServer((req) => {
+      handled++;
+      return req.connection.respond(200, {}, "ok");
+    }, quiet);
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 400 Bad Request"]);
+    expect(raw.text()).toContain("Connection: close");
+    expect(raw.ended).toBe(true);
+    expect(handled).toBe(0);
+  });
+
+  it("answers 417 to an expectation other than 100-continue", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "no"), quiet);
+    const raw = connect(server);
+    raw.send("POST / HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\nhi");
+    await flushMemory();
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 417 Expectation Failed"]);
+  });
+});
+
+describe("Expect: 100-continue", () => {
+  it("sends 100 Continue at once when the application reads the whole body", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, req.body), quiet);
+    const raw = connect(server);
+    raw.send("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    await flushMemory();
+    expect(raw.text()).toBe("HTTP/1.1 100 Continue\r\n\r\n");
+    raw.send("hello");
+    await flushMemory();
+    expect(raw.text()).toMatch(/HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nhello$/);
+  });
+
+  it("sends no 100 when a streaming delegate answers from the head, and closes after", async () => {
+    const server = new HTTPServer(
+      {
+        startRequest: (request): HTTPMessageDelegate => ({
+          headersReceived: async () => {
+            await request.connection.respond(413, {}, "too big");
+          },
+          dataReceived: () => {},
+          finish: () => {},
+        }),
+      },
+      quiet,
+    );
+    const raw = connect(server);
+    raw.send("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n");
+    await flushMemory();
+    expect(raw.text()).not.toContain("100 Continue");
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 413 Payload Too Large"]);
+    expect(raw.text()).toContain("Connection: close");
+    expect(raw.ended).toBe(true);
+  });
+});
+
+describe("timeouts on a virtual clock", () => {
+  it("closes a keep-alive connection after the idle timeout, and not before", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "x"), { ...quiet, clock, idleTimeout: 5000 });
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(raw.text())).toHaveLength(1);
+    clock.advance(4999);
+    await flushMemory();
+    expect(raw.ended).toBe(false);
+    clock.advance(1);
+    await flushMemory();
+    expect(raw.ended).toBe(true);
+    expect(server.connectionCount).toBe(0);
+  });
+
+  it("a request in between moves the idle deadline", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "x"), { ...quiet, clock, idleTimeout: 5000 });
+    const raw = connect(server);
+    clock.advance(3000);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    clock.advance(3000);
+    await flushMemory();
+    expect(raw.ended).toBe(false);
+    clock.advance(2000);
+    await flushMemory();
+    expect(raw.ended).toBe(true);
+  });
+
+  it("cuts off a slow head with 408 while a fast client on another connection is served", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "fast"), { ...quiet, clock, headerTimeout: 1000, idleTimeout: 60_000 });
+    const slow = connect(server);
+    const fast = connect(server);
+    slow.send("GET / HTTP/1.1\r\nHo");
+    await flushMemory();
+    clock.advance(600);
+    slow.send("st: a\r\n");
+    fast.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    clock.advance(400);
+    await flushMemory();
+    expect(statusLines(slow.text())).toEqual(["HTTP/1.1 408 Request Timeout"]);
+    expect(slow.ended).toBe(true);
+    expect(fast.text()).toContain("fast");
+    expect(fast.ended).toBe(false);
+    fast.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(fast.text())).toHaveLength(2);
+  });
+
+  it("cuts off a slow body with 408", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "x"), { ...quiet, clock, bodyTimeout: 2000 });
+    const raw = connect(server);
+    raw.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    await flushMemory();
+    clock.advance(1999);
+    await flushMemory();
+    expect(raw.text()).toBe("");
+    clock.advance(1);
+    await flushMemory();
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 408 Request Timeout"]);
+    expect(raw.ended).toBe(true);
+  });
+
+  it("does not time out a request that the application is still answering", async () => {
+    const clock = new VirtualClock();
+    const gate = deferred();
+    const server = new HTTPServer(async (req) => {
+      await gate.promise;
+      await req.connection.respond(200, {}, "late");
+    }, { ...quiet, clock, idleTimeout: 1000, headerTimeout: 1000, bodyTimeout: 1000 });
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    clock.advance(10_000);
+    await flushMemory();
+    expect(raw.ended).toBe(false);
+    gate.resolve();
+    await flushMemory();
+    expect(raw.text()).toContain("late");
+  });
+});
+
+describe("limits and backpressure", () => {
+  it("answers 503 beyond maxConnections", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "x"), { ...quiet, maxConnections: 2 });
+    const a = connect(server);
+    const b = connect(server);
+    const c = connect(server);
+    await flushMemory();
+    expect(statusLines(c.text())).toEqual(["HTTP/1.1 503 Service Unavailable"]);
+    expect(c.ended).toBe(true);
+    a.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    b.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(a.text())).toHaveLength(1);
+    expect(statusLines(b.text())).toHaveLength(1);
+  });
+
+  it("a write promise waits for a slow reader, and reading pauses meanwhile", async () => {
+    const body = new Uint8Array(64 * 1024);
+    const log: string[] = [];
+    const server = new HTTPServer(async (req) => {
+      log.push(`start ${req.path}`);
+      req.connection.writeHeaders(200, {});
+      for (let i = 0; i < 8; i++) await req.connection.write(body);
+      await req.connection.finish();
+      log.push(`done ${req.path}`);
+    }, { ...quiet, highWaterMark: 16 * 1024 });
+    const raw = connect(server, { highWaterMark: 16 * 1024 });
+    raw.conn.pause();
+    raw.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(log).toEqual(["start /a"]);
+    raw.send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    // /a cannot finish while the client does not read.
+    expect(log).toEqual(["start /a"]);
+    raw.conn.resume();
+    await flushMemory();
+    expect([...log].sort()).toEqual(["done /a", "done /b", "start /a", "start /b"]);
+    expect(log.indexOf("start /b")).toBeGreaterThan(0);
+    expect(raw.text().length).toBeGreaterThan(2 * 8 * 64 * 1024);
+    expect(statusLines(raw.text())).toHaveLength(2);
+  });
+
+  it("a streaming delegate that awaits each chunk pauses the connection", async () => {
+    const gates: Array<ReturnType<typeof deferred>> = [];
+    const received: number[] = [];
+    const server = new HTTPServer(
+      {
+        startRequest: (request): HTTPMessageDelegate => ({
+          headersReceived: () => {},
+          dataReceived: (chunk) => {
+            received.push(chunk.length);
+            const gate = deferred();
+            gates.push(gate);
+            return gate.promise;
+          },
+          finish: () => request.connection.respond(200, {}, `got ${received.reduce((a, b) => a + b, 0)}`),
+        }),
+      },
+      quiet,
+    );
+    const raw = connect(server, { split: 100 });
+    raw.send(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 300\r\n\r\n${"x".repeat(300)}`);
+    await flushMemory();
+    expect(gates.length).toBe(1);
+    gates[0]!.resolve();
+    await flushMemory();
+    expect(gates.length).toBe(2);
+    while (gates.length < 10 && gates[gates.length - 1] !== undefined) {
+      const n = gates.length;
+      gates[n - 1]!.resolve();
+      await flushMemory();
+      if (gates.length === n) break;
+    }
+    await flushMemory();
+    expect(received.reduce((a, b) => a + b, 0)).toBe(300);
+    expect(raw.text()).toContain("got 300");
+  });
+});
+
+describe("graceful shutdown", () => {
+  it("closes idle connections at once, lets requests in flight finish with Connection: close, then resolves", async () => {
+    const gate = deferred();
+    const server = new HTTPServer(async (req) => {
+      if (req.path === "/slow") await gate.promise;
+      await req.connection.respond(200, {}, req.path);
+    }, quiet);
+    const idle = connect(server);
+    const busy = connect(server);
+    idle.send("GET /quick HTTP/1.1\r\nHost: a\r\n\r\n");
+    busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(idle.text())).toHaveLength(1);
+    let closed = false;
+    const closing = server.close().then(() => {
+      closed = true;
+    });
+    await flushMemory();
+    expect(idle.ended).toBe(true);
+    expect(busy.ended).toBe(false);
+    expect(closed).toBe(false);
+    gate.resolve();
+    await flushMemory();
+    await closing;
+    expect(busy.text()).toContain("/slow");
+    expect(busy.text()).toContain("Connection: close");
+    expect(busy.ended).toBe(true);
+    expect(server.connectionCount).toBe(0);
+  });
+
+  it("destroys what is still open when the close timeout expires", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer(() => new Promise<void>(() => {}), { ...quiet, clock });
+    const raw = connect(server);
+    raw.send("GET /never HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    const closing = server.close({ timeout: 3000 });
+    await flushMemory();
+    expect(raw.closed).toBe(false);
+    clock.advance(3000);
+    await closing;
+    await flushMemory();
+    expect(raw.closed).toBe(true);
+  });
+});
+
+describe("xheaders", () => {
+  it("trusts X-Real-Ip, X-Forwarded-For and X-Forwarded-Proto only when enabled", async () => {
+    const seen: Array<[string, string]> = [];
+    const handler = (req: HTTPServerRequest) => {
+      seen.push([req.remoteIp, req.protocol]);
+      return req.connection.respond(204);
+    };
+    const headers = { "X-Forwarded-For": "1.2.3.4, 10.0.0.1", "X-Forwarded-Proto": "https" };
+    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true, trustedDownstream: ["10.0.0.1"] })).fetch("/", { headers });
+    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true })).fetch("/", { headers: { "X-Real-Ip": "5.6.7.8" } });
+    await new TestClient(new HTTPServer(handler, quiet)).fetch("/", { headers });
+    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true })).fetch("/", { headers: { "X-Real-Ip": "not an ip" } });
+    expect(seen[0]).toEqual(["1.2.3.4", "https"]);
+    expect(seen[1]).toEqual(["5.6.7.8", "http"]);
+    expect(seen[2]![1]).toBe("http");
+    expect(seen[2]![0]).not.toBe("1.2.3.4");
+    expect(seen[3]![0]).not.toBe("not an ip");
+  });
+});
+
+describe("upgrade and detach", () => {
+  it("hands the connection over after 101 with the bytes that followed the head", async () => {
+    let trailing = "";
+    const server = new HTTPServer(
+      {
+        startRequest: (request): HTTPMessageDelegate => ({
+          headersReceived: () => {},
+          dataReceived: () => {},
+          finish: () => {
+            request.connection.writeHeaders(101, { Upgrade: "echo", Connection: "Upgrade" });
+            const { connection, trailingData, release } = request.connection.detach();
+            trailing = new TextDecoder().decode(trailingData);
+            connection.setHandler({
+              data: (chunk) => connection.write(new TextEncoder().encode(`echo:${new TextDecoder().decode(chunk)}`)),
+              end: () => connection.end(),
+              drain: () => {},
+              close: () => release(),
+            });
+          },
+        }),
+      },
+      quiet,
+    );
+    const raw = connect(server);
+    raw.send("GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly");
+    await flushMemory();
+    expect(raw.text()).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    expect(trailing).toBe("early");
+    raw.send("later");
+    await flushMemory();
+    expect(raw.text()).toContain("echo:later");
+    expect(server.connectionCount).toBe(0);
+  });
+
+  it("keeps speaking HTTP when an upgrade is declined", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, `plain ${req.path}`), quiet);
+    const raw = connect(server);
+    raw.send("GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(statusLines(raw.text())).toHaveLength(2);
+    expect(raw.text()).toContain("plain /next");
+  });
+});
