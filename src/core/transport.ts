@@ -10,12 +10,15 @@
  *   order, when it is set. A chunk handed to `data` belongs to the handler.
  * - {@link Connection.write} never drops data. It returns `false` once the
  *   bytes accepted but not yet flushed reach the high-water mark; the handler's
- *   `drain` is called when they fall below it again.
+ *   `drain` is called once they have fallen below it again (Node sockets: once
+ *   all are flushed).
  * - {@link Connection.pause} stops `data` calls (and, on real sockets, stops
  *   reading from the kernel so that TCP pushes back); `resume` restarts them.
  * - {@link Connection.end} half-closes: it flushes what was written, then sends
  *   FIN. The peer's FIN is reported by the handler's `end`.
- * - {@link Connection.destroy} drops unsent data and closes at once (a reset).
+ * - {@link Connection.destroy} drops unsent data and closes at once. The peer
+ *   sees a reset (`close` with an error) where the transport can send one;
+ *   over TLS and Unix sockets it may see `end` instead.
  * - The handler's `close` is called exactly once, last, when the connection
  *   is fully closed, with an error if it did not end cleanly.
  *
