@@ -78,7 +78,17 @@ export interface Connection {
   resume(): void;
   /** Turns Nagle's algorithm off (true) or on; a no-op where it means nothing. */
   setNoDelay(noDelay: boolean): void;
+  /**
+   * Upgrades this plain connection to TLS in place (STARTTLS), as server or
+   * client. Resolves with the encrypted connection once the handshake is
+   * done; from then on use only that one (this one must not be used again).
+   * Transports that cannot do it leave it undefined.
+   */
+  startTls?(options: StartTlsOptions): Promise<Connection>;
 }
+
+/** How {@link Connection.startTls} upgrades a connection: give `server` or `client`. */
+export type StartTlsOptions = { server: TlsServerOptions; client?: undefined } | { client: TlsClientOptions & { host?: string }; server?: undefined };
 
 /** TLS material for a listening transport. PEM strings or bytes. */
 export interface TlsServerOptions {
