@@ -6,3 +6,4 @@
 export * from "./http-server";
 export * from "./request";
 export { defaultTransport } from "./default-transport";
+export * from "./process";
