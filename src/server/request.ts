@@ -6,6 +6,7 @@
  */
 import { EMPTY_BYTES, type BytesLike } from "../core/bytes";
 import { HTTPHeaders, type FlatHeaders, type HeadersInit } from "../core/headers";
+import type { Connection } from "../core/transport";
 
 /** How a response is written for one request (Tornado's `request.connection`). */
 export interface RequestConnection {
@@ -33,9 +34,16 @@ export interface RequestConnection {
   /**
    * After `writeHeaders(101, ...)`: takes the transport connection away from
    * the HTTP server, with the bytes that followed the request head. The
-   * caller must set its own handler on the connection at once.
+   * caller must set its own handler on the connection at once. `onShutdown`
+   * is called when the server closes gracefully (close the connection there,
+   * e.g. a WebSocket with 1001).
    */
-  detach(): { connection: import("../core/transport").Connection; trailingData: Uint8Array };
+  detach(options?: { onShutdown?: () => void | Promise<void> }): {
+    connection: Connection;
+    trailingData: Uint8Array;
+    /** Call when the connection closes, so that the server stops waiting for it at shutdown. */
+    release: () => void;
+  };
 }
 
 /** What the server knows of the connection a request came on. */

@@ -97,7 +97,7 @@ describe("HTTPServer over memory pipes", () => {
   });
 
   it("keeps pipelined responses in request order even when produced out of order", async () => {
-    const gates = new Map<string, ReturnType<typeof deferred>>();
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>();
     for (const p of ["/1", "/2", "/3"]) gates.set(p, deferred());
     const server = new HTTPServer(async (req) => {
       await gates.get(req.path)!.promise;
@@ -317,7 +317,7 @@ describe("limits and backpressure", () => {
   });
 
   it("a streaming delegate that awaits each chunk pauses the connection", async () => {
-    const gates: Array<ReturnType<typeof deferred>> = [];
+    const gates: Array<ReturnType<typeof deferred<void>>> = [];
     const received: number[] = [];
     const server = new HTTPServer(
       {
