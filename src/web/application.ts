@@ -21,7 +21,7 @@ import {
   type ListenTarget,
 } from "../server/http-server";
 import type { HTTPServerRequest } from "../server/request";
-import { ErrorHandler, EXECUTE, type RequestHandler } from "./request-handler";
+import { ErrorHandler, EXECUTE, RequestHandler } from "./request-handler";
 import { toURLSpec, type InitArgs, type RequestHandlerClass, type Route, type URLSpec } from "./routing";
 
 /**
@@ -105,6 +105,7 @@ export class Application implements HTTPServerConnectionDelegate {
     this.settings = { ...settings };
     if (this.settings.debug) this.settings.serveTraceback ??= true;
     this.logger = settings.logger ?? consoleLogger();
+    if (settings.defaultHandlerClass !== undefined) checkHandlerClass(settings.defaultHandlerClass, "defaultHandlerClass");
     this.addRules(handlers);
   }
 
@@ -119,6 +120,7 @@ export class Application implements HTTPServerConnectionDelegate {
   addRules(handlers: readonly Route[]): void {
     for (const route of handlers) {
       const spec = toURLSpec(route);
+      checkHandlerClass(spec.handlerClass, `the route ${JSON.stringify(spec.pattern)}`);
       const index = this.#specs.length;
       this.#specs.push(spec);
       if (spec.literal !== null) {
@@ -226,6 +228,12 @@ export class Application implements HTTPServerConnectionDelegate {
     if (status < 400) this.logger.info(line);
     else if (status < 500) this.logger.warn(line);
     else this.logger.error(line);
+  }
+}
+
+function checkHandlerClass(handlerClass: RequestHandlerClass, what: string): void {
+  if (!(handlerClass.prototype instanceof RequestHandler) && handlerClass !== (RequestHandler as RequestHandlerClass)) {
+    throw new TypeError(`Cannot use ${handlerClass.name || "this class"} for ${what}: it does not extend RequestHandler`);
   }
 }
 

@@ -561,10 +561,8 @@ export class RequestHandler {
     let reason = options.reason;
     if (error instanceof HTTPError && error.reason !== undefined) reason = error.reason;
     this.setStatus(statusCode, reason);
-    if (statusCode === 405) {
-      const allowed = this.#allowedMethods();
-      if (allowed !== "") this.setHeader("Allow", allowed);
-    }
+    // RFC 9110 §15.5.6: a 405 MUST list the methods the resource allows (an empty list is valid).
+    if (statusCode === 405) this.setHeader("Allow", this.#allowedMethods());
     try {
       this.writeError(statusCode, options);
     } catch (err) {
@@ -1080,7 +1078,7 @@ function smallEtag(data: string | Uint8Array): string | null {
   h1 = fmix32(h1 ^ n);
   h2 = fmix32(h2 ^ h1);
   h1 = fmix32(h1 ^ h2);
-  return `"${n}-${hex8(h1)}${hex8(h2)}"`;
+  return `"${n}-${hex16(h1, h2)}"`;
 }
 
 function fmix32(h: number): number {
@@ -1091,11 +1089,17 @@ function fmix32(h: number): number {
   return h ^ (h >>> 16);
 }
 
-/** Two hex digits per byte value (`Number#toString(16)` is slow in V8). */
-const BYTE_HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => (i < 16 ? "0" : "") + i.toString(16));
+/** Char codes of the hex digits (`Number#toString(16)` is slow in V8; one fromCharCode builds a flat string). */
+const HEX_CODES: readonly number[] = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102];
 
-function hex8(h: number): string {
-  return BYTE_HEX[h >>> 24]! + BYTE_HEX[(h >>> 16) & 255]! + BYTE_HEX[(h >>> 8) & 255]! + BYTE_HEX[h & 255]!;
+function hex16(a: number, b: number): string {
+  const c = HEX_CODES;
+  return String.fromCharCode(
+    c[a >>> 28]!, c[(a >>> 24) & 15]!, c[(a >>> 20) & 15]!, c[(a >>> 16) & 15]!,
+    c[(a >>> 12) & 15]!, c[(a >>> 8) & 15]!, c[(a >>> 4) & 15]!, c[a & 15]!,
+    c[b >>> 28]!, c[(b >>> 24) & 15]!, c[(b >>> 20) & 15]!, c[(b >>> 16) & 15]!,
+    c[(b >>> 12) & 15]!, c[(b >>> 8) & 15]!, c[(b >>> 4) & 15]!, c[b & 15]!,
+  );
 }
 
 const EMPTY_ETAG = smallEtag("")!;

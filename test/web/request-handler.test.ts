@@ -571,6 +571,10 @@ describe("errors", () => {
     expect(put.text).toBe("<html><title>405: Method Not Allowed</title><body>405: Method Not Allowed</body></html>");
     const propfind = await t.fetch("PROPFIND", "/");
     expect(propfind.status).toBe(405);
+    class Nothing extends RequestHandler {}
+    const none = await serve([["/", Nothing]]).fetch("GET", "/");
+    expect(none.status).toBe(405);
+    expect(none.headers.get("Allow")).toBe("");
   });
 
   it("turns a thrown error into a 500 without a stack, and keeps serving", async () => {

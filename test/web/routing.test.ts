@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Application, RequestHandler, URLSpec, url, urlQuote, urlUnquote } from "../../src/web";
+import { Application, RequestHandler, URLSpec, url, urlQuote, urlUnquote, type Route } from "../../src/web";
 import { serve } from "./helpers";
 
 /** Answers which handler ran, with its arguments. */
@@ -11,7 +11,7 @@ function named(label: string) {
   };
 }
 
-async function route(routes: ConstructorParameters<typeof Application>[0], path: string) {
+async function route(routes: readonly Route[], path: string) {
   const t = serve(routes);
   const res = await t.fetch("GET", path);
   return { status: res.status, json: res.status === 200 ? JSON.parse(res.text) : null };
@@ -52,6 +52,11 @@ describe("URLSpec", () => {
     expect(() => new URLSpec("/(", named("h"))).toThrow(/Cannot compile the route pattern "\/\("/);
     expect(() => new URLSpec("/", "nope" as never)).toThrow(/its handler is not a class/);
     expect(() => new Application([["/"] as never])).toThrow(/Cannot add a route/);
+    class NotAHandler {}
+    expect(() => new Application([["/", NotAHandler as never]])).toThrow(
+      'Cannot use NotAHandler for the route "/": it does not extend RequestHandler',
+    );
+    expect(() => new Application([], { defaultHandlerClass: NotAHandler as never })).toThrow(/for defaultHandlerClass/);
   });
 
   it("reverses patterns as Tornado: groups replaced by quoted arguments", () => {
@@ -111,7 +116,7 @@ describe("Application routing", () => {
   });
 
   it("matches the whole path, not the query", async () => {
-    const routes: ConstructorParameters<typeof Application>[0] = [["/a", named("a")], ["/a/([0-9]+)", named("n")]];
+    const routes: Route[] = [["/a", named("a")], ["/a/([0-9]+)", named("n")]];
     expect((await route(routes, "/a?x=1")).json.handler).toBe("a");
     expect((await route(routes, "/a/5?x=/a")).json.args).toEqual(["5"]);
     expect((await route(routes, "/a/5/6")).status).toBe(404);
@@ -119,12 +124,12 @@ describe("Application routing", () => {
   });
 
   it("takes the first matching rule, whether literal or regex", async () => {
-    const regexFirst: ConstructorParameters<typeof Application>[0] = [["/(.*)", named("regex")], ["/about", named("literal")]];
+    const regexFirst: Route[] = [["/(.*)", named("regex")], ["/about", named("literal")]];
     expect((await route(regexFirst, "/about")).json.handler).toBe("regex");
-    const literalFirst: ConstructorParameters<typeof Application>[0] = [["/about", named("literal")], ["/(.*)", named("regex")]];
+    const literalFirst: Route[] = [["/about", named("literal")], ["/(.*)", named("regex")]];
     expect((await route(literalFirst, "/about")).json.handler).toBe("literal");
     expect((await route(literalFirst, "/other")).json.handler).toBe("regex");
-    const twice: ConstructorParameters<typeof Application>[0] = [["/same", named("one")], ["/same", named("two")]];
+    const twice: Route[] = [["/same", named("one")], ["/same", named("two")]];
     expect((await route(twice, "/same")).json.handler).toBe("one");
   });
 
