@@ -133,6 +133,20 @@ describe("keep-alive (RFC 9112 §9.3)", () => {
     expect(conn.takeOutput()).toBeNull();
   });
 
+  it("an HTTP/1.0 request with Transfer-Encoding is faulty framing: 400, or served and then closed (RFC 9112 §6.1)", () => {
+    // "A server or client that receives an HTTP/1.0 message containing a Transfer-Encoding
+    // header field MUST treat the message as if the framing is faulty, even if a
+    // Content-Length is present, and close the connection after processing the message."
+    const conn = makeConn();
+    const r = feed(conn, [bytes("POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.0\r\n\r\n")]);
+    expect(r.events.some((e) => e.type === "request" && e.target === "/next"), "nothing read after it").toBe(false);
+    if (!r.events.some((e) => e.type === "error")) {
+      conn.writeResponse(0, { status: 200 }, "x");
+      expect(closes(parseResponses(out(conn))[0]!)).toBe(true);
+    }
+    expect(conn.mustClose).toBe(true);
+  });
+
   it("a chunked response to HTTP/1.0 is refused", () => {
     const { conn } = run("GET /a HTTP/1.0\r\n\r\n");
     expectLocal(() => conn.writeHeaders(0, { status: 200, headers: ["Transfer-Encoding", "chunked"] }), "ERR_INVALID_FRAMING");
@@ -660,6 +674,63 @@ describe("Upgrade (RFC 9110 §7.8)", () => {
     expect(r.events[0]).toMatchObject({ type: "request", method: "CONNECT", target: "example.com:443", upgrade: true });
     conn.writeHeaders(0, { status: 101, headers: ["Upgrade", "tls"] });
     expect(drain(conn)).toEqual([{ type: "upgrade", id: 0, trailingData: "\x16\x03\x01" }]);
+  });
+
+  it("a 101 before the upgrade request's body is complete is refused (as h11 does)", () => {
+    // RFC 9110 §7.8: the protocol changes after the 101 and the end of the request; bytes
+    // of the request body are not the new protocol's. h11 raises LocalProtocolError here.
+    const conn = makeConn();
+    const r = feed(conn, [bytes("POST /u HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 6\r\n\r\nabc")]);
+    expect(types(r.events)).toEqual(["request", "data"]);
+    expectLocal(() => conn.writeHeaders(0, { status: 101, headers: ["Upgrade", "x"] }), "ERR_REQUEST_NOT_DONE");
+    expect(conn.theirState).not.toBe("switched");
+    const r2 = feed(conn, [bytes("defNEW")]);
+    expect(r2.events).toEqual([
+      { type: "data", id: 0, data: "def" },
+      { type: "end", id: 0, trailers: [] },
+    ]);
+    conn.writeHeaders(0, { status: 101, headers: ["Upgrade", "x"] });
+    expect(drain(conn)).toEqual([{ type: "upgrade", id: 0, trailingData: "NEW" }]);
+  });
+
+  it("an upgrade declined before its body ends: the next request is still read", () => {
+    const conn = makeConn();
+    feed(conn, [bytes("POST /u HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 3\r\n\r\n")]);
+    conn.writeResponse(0, { status: 426, headers: ["Upgrade", "x"] }, "no");
+    expect(closes(parseResponses(out(conn))[0]!)).toBe(false);
+    const r = feed(conn, [bytes("abc" + GET("/next"))]);
+    expect(r.events).toMatchObject([{ type: "data" }, { type: "end" }, { type: "request", id: 1, target: "/next" }, { type: "end", id: 1 }]);
+    expect(conn.mustClose).toBe(false);
+  });
+
+  it("closeWhenDone while an upgrade waits: a 101 still hands over the bytes after the head, or is refused", () => {
+    const conn = makeConn();
+    feed(conn, [bytes(UPGRADE + "NEWPROTO")]);
+    conn.closeWhenDone();
+    let refused = false;
+    try {
+      conn.writeHeaders(0, { status: 101, headers: ["Upgrade", "websocket", "Connection", "Upgrade"] });
+    } catch (e) {
+      refused = e instanceof LocalProtocolError;
+      if (!refused) throw e;
+    }
+    if (refused) {
+      conn.writeResponse(0, { status: 503 });
+      expect(closes(parseResponses(out(conn))[0]!)).toBe(true);
+      expect(conn.mustClose).toBe(true);
+    } else {
+      expect(drain(conn)).toEqual([{ type: "upgrade", id: 0, trailingData: "NEWPROTO" }]);
+    }
+  });
+
+  it("closeWhenDone while an upgrade waits: a declined answer closes", () => {
+    const conn = makeConn();
+    feed(conn, [bytes(UPGRADE + GET("/next"))]);
+    conn.closeWhenDone();
+    conn.writeResponse(0, { status: 200 }, "no");
+    expect(closes(parseResponses(out(conn))[0]!)).toBe(true);
+    expect(conn.mustClose).toBe(true);
+    expect(drain(conn)).toEqual([]);
   });
 
   it("an upgrade with a body hands over only what follows the body", () => {

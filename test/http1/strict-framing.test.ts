@@ -189,6 +189,18 @@ describe("strict framing: 4xx/5xx, Connection: close, nothing read after", () =>
     expect(r.output).not.toContain("400");
   });
 
+  it("the error answering a HEAD request has no body (RFC 9110 §9.3.2)", () => {
+    for (const input of ["HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab", `HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`]) {
+      const conn = makeConn();
+      const r = feed(conn, [bytes(input)], { eof: true });
+      expect(theError(r.events)).toMatchObject({ id: 0, status: 400 });
+      // Read as the answer to a HEAD: one response, nothing after it.
+      const rs = parseResponses(r.output, ["HEAD"]);
+      expect(rs.map((x) => x.status)).toEqual([400]);
+      expect(closes(rs[0]!)).toBe(true);
+    }
+  });
+
   it("an empty Host is fine when the target has no authority (RFC 9112 §3.2)", () => {
     const conn = makeConn();
     const r = feed(conn, [bytes("GET / HTTP/1.1\r\nHost:\r\n\r\n")]);

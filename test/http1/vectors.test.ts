@@ -14,8 +14,11 @@
  * - code 23 (pause on PRI, the HTTP/2 preface) must be answered with an error
  *   (400 or 505): we serve HTTP/1.x only;
  * - our own checks at the end of the head: a version other than 1.0/1.1 is
- *   505, a missing (HTTP/1.1) or repeated Host is 400 (RFC 9112 §3.2), an
- *   unknown transfer coding such as `deflate, chunked` is 501.
+ *   505, a request line that is not HTTP (llhttp also reads `RTSP/1.0` and
+ *   `ICE/1.0` as version 1.0) is 400 or 505, a missing (HTTP/1.1) or
+ *   repeated Host is 400 (RFC 9112 §3.2), Transfer-Encoding not ending in
+ *   chunked is 400 (RFC 9112 §6.3), an unknown transfer coding before chunked
+ *   such as `deflate, chunked` is 501 (RFC 9112 §6.1).
  *
  * Most llhttp vectors are HTTP/1.1 without Host, which we answer 400 by
  * design; each such vector is checked for ERR_BAD_HOST and run a second time
