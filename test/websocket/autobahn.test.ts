@@ -617,6 +617,18 @@ describe("Autobahn 9: limits and performance", () => {
     expect(r.out).toEqual([expect.objectContaining({ opcode: 8, code: 1009 })]);
   });
 
+  it("maxMessageSize applies to each message on its own", () => {
+    const r = run([cf(BINARY, new Uint8Array(200)), cf(0x02, new Uint8Array(100)), cf(0x80, new Uint8Array(100)), cf(BINARY, new Uint8Array(250))], { maxMessageSize: 250 }, "none");
+    expect(r.events.map((e) => e.type)).toEqual(["binary", "binary", "binary"]);
+    const { server } = deflatePair("permessage-deflate");
+    const big = new WebSocketConnection({ role: "server", maxMessageSize: 3000, perMessageDeflate: { codec: new ZlibDeflateCodec({ serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 }, "server") } });
+    const tx = new ZlibDeflateCodec({ serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 }, "client");
+    const random = Uint8Array.from({ length: 2000 }, (_, i) => (i * 2654435761) >>> 24);
+    big.receiveData(concat(cf(0xc2, tx.compress(random)), cf(0xc2, tx.compress(random.subarray(0, 1999)))));
+    expect(drain(big).map((e) => e.type)).toEqual(["binary", "binary"]);
+    expect(server.state).toBe("OPEN");
+  });
+
   it("maxFrameSize fails at the header of a larger frame; control frames are bounded by 125 anyway", () => {
     expect(run([f("82 fe 00c8 37fa213d")], { maxFrameSize: 199 }).events).toEqual([err("WS_ERR_FRAME_TOO_BIG", 1009, 0)]);
     expect(run([cf(BINARY, new Uint8Array(199))], { maxFrameSize: 199 }, "none").events).toHaveLength(1);

@@ -659,7 +659,7 @@ export class WebSocketConnection {
       }
       // The message limit, as soon as a header tells: the payload size of an
       // uncompressed message, the wire size of a compressed one.
-      const size = compressed ? this.#msgWire : this.#msgLength;
+      const size = opcode !== OPCODE_CONTINUATION ? 0 : compressed ? this.#msgWire : this.#msgLength;
       if (size + length > this.#maxMessageSize) {
         return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#maxMessageSize} bytes`, MESSAGE_TOO_BIG);
       }
