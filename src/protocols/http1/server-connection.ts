@@ -274,6 +274,11 @@ export class ServerConnection {
   #inTrailers = false;
   #msgId = -1;
   #msgEmitted = false;
+  #msgKeepAlive = false;
+  #msgUpgrade = false;
+  #declinedUpgrade = false;
+  #protoBuf = " HTTP/";
+  #protoNeed = 0;
   #maxBody: number;
   #bodyBytes = 0;
   #declaredLength = -1;
@@ -329,7 +334,10 @@ export class ServerConnection {
   }
 
   /**
-   * The next event, or `need-data` / `paused` when there is none.
+   * The next event, or `need-data` / `paused` when none is queued. Parsing
+   * of held-back input resumes here, so call it again after a response
+   * finishes when the last answer was `paused`. `data` events are views of
+   * the bytes given to `receiveData` (no copy).
    *
    * @example
    * ```ts
@@ -342,10 +350,11 @@ export class ServerConnection {
    */
   nextEvent(): ServerEvent {
     if (this.#eventHead < this.#events.length) return this.#shiftEvent();
-    if (this.#block === Block.NONE || this.#unblock()) {
+    while (this.#block === Block.NONE || this.#unblock()) {
       if (this.#pending.length > 0 || this.#eof) this.#parsePending();
-      if (this.#eventHead < this.#events.length) return this.#shiftEvent();
+      if (this.#eventHead < this.#events.length || this.#block === Block.NONE) break;
     }
+    if (this.#eventHead < this.#events.length) return this.#shiftEvent();
     switch (this.#state) {
       case "idle":
       case "head":
@@ -371,7 +380,7 @@ export class ServerConnection {
    * close after the last response. For graceful shutdown.
    */
   closeWhenDone(): void {
-    if (this.#state === "idle" || (this.#state === "paused" && !this.#inHead && this.#msgId === -1)) {
+    if (this.#state === "idle" || (this.#state === "paused" && this.#block !== Block.UPGRADE && !this.#inHead && this.#msgId === -1)) {
       this.#state = "done";
       this.#pending = [];
       this.#block = Block.NONE;
@@ -411,7 +420,10 @@ export class ServerConnection {
     return this.#outLength;
   }
 
-  /** The output produced so far, joined into one buffer; null if there is none. */
+  /**
+   * The output produced so far, joined into one buffer; null if there is
+   * none. When it is a single body chunk, that is the caller's own array.
+   */
   takeOutput(): Uint8Array | null {
     if (this.#outLength === 0 && this.#out.length === 0) return null;
     const data = joinParts(this.#out, this.#outLength);
@@ -599,6 +611,7 @@ export class ServerConnection {
       const chunk = this.#pending[0]!;
       const from = this.#pendingOffset;
       this.#chunk = chunk;
+      if (this.#protoNeed > 0) this.#captureProto(from);
       const result = parser.execute(chunk, from);
       this.#chunk = EMPTY_BYTES;
       if (result === ExecuteResult.OK) {
@@ -613,6 +626,10 @@ export class ServerConnection {
         }
         return;
       }
+      if (result === ExecuteResult.UPGRADE && parser.errorName === "PAUSED_H2_UPGRADE") {
+        this.#fail(new RemoteProtocolError("ERR_HTTP_VERSION", "Cannot serve HTTP/2: only HTTP/1.0 and HTTP/1.1 are supported", { status: 505 }));
+        return;
+      }
       // PAUSED or UPGRADE: keep what was not parsed (unless a callback dropped the input).
       if (this.#pending[0] !== chunk) {
         this.#pendingOffset = 0;
@@ -621,6 +638,11 @@ export class ServerConnection {
         this.#pendingOffset = 0;
       } else {
         this.#pendingOffset = parser.stoppedAt;
+      }
+      if (result === ExecuteResult.UPGRADE && this.#declinedUpgrade) {
+        this.#declinedUpgrade = false;
+        parser.resumeAfterUpgrade();
+        continue;
       }
       if (result === ExecuteResult.UPGRADE) {
         this.#block = Block.UPGRADE;
@@ -659,7 +681,11 @@ export class ServerConnection {
         return CB_OK;
       },
       onUrl: (start, length) => {
+        if (this.#url === "") this.#headBytes += this.#parser!.method.length + 12;
         this.#url += this.#text(start, length);
+        this.#protoBuf = "";
+        this.#protoNeed = 6;
+        this.#captureProto(start + length);
         if (this.#url.length > this.#maxUrlLength) {
           return this.#failFromParser(
             new RemoteProtocolError("ERR_URL_TOO_LONG", `Cannot parse the request: its target is longer than ${this.#maxUrlLength} bytes`, { status: 414 }),
@@ -670,8 +696,9 @@ export class ServerConnection {
       onStatus: () => CB_OK,
       onHeaderField: (start, length) => {
         if (this.#inValue) this.#commitHeader();
+        const fresh = this.#field === "";
         this.#field += this.#text(start, length);
-        return this.#countHead(length + 4);
+        return this.#countHead(length + (fresh ? 4 : 0));
       },
       onHeaderValue: (start, length) => {
         this.#inValue = true;
@@ -696,6 +723,13 @@ export class ServerConnection {
     };
   }
 
+  #captureProto(from: number): void {
+    const n = Math.min(this.#protoNeed, this.#chunk.byteLength - from);
+    if (n <= 0) return;
+    this.#protoBuf += asBuffer(this.#chunk).toString("latin1", from, from + n);
+    this.#protoNeed -= n;
+  }
+
   #text(start: number, length: number): string {
     return asBuffer(this.#chunk).toString("latin1", start, start + length);
   }
@@ -715,7 +749,7 @@ export class ServerConnection {
     let value = this.#value;
     // RFC 9110 §5.5: a field value excludes leading and trailing whitespace.
     const last = value.charCodeAt(value.length - 1);
-    if (last === 0x20 || last === 0x09) value = value.trimEnd();
+    if (last === 0x20 || last === 0x09) value = value.replace(/[ \t]+$/, "");
     (this.#inTrailers ? (this.#trailers ??= []) : this.#headers).push(this.#field, value);
     this.#field = "";
     this.#value = "";
@@ -728,6 +762,7 @@ export class ServerConnection {
   }
 
   #onHeadersComplete(upgrade: boolean, keepAlive: boolean): number {
+    this.#protoNeed = 0;
     const parser = this.#parser!;
     if (this.#inValue || this.#field !== "") this.#commitHeader();
     const headers = this.#headers;
@@ -744,6 +779,7 @@ export class ServerConnection {
     let contentLength: string | null = null;
     let transferEncoding: string | null = null;
     let expect: string | null = null;
+    let connClose = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       switch (name.length) {
@@ -751,6 +787,13 @@ export class ServerConnection {
           if (nameIs(name, "host")) {
             hosts++;
             host = headers[i + 1]!;
+          }
+          break;
+        case 10:
+          if (nameIs(name, "connection")) {
+            for (const t of headers[i + 1]!.split(",")) {
+              if (t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase() === "close") connClose = true;
+            }
           }
           break;
         case 6:
@@ -782,6 +825,9 @@ export class ServerConnection {
       // (RFC 9112 §6.3). RFC 9112 §6.1: a server that receives a transfer
       // coding it does not understand SHOULD respond with 501.
       const codings = transferEncoding.split(",").map((c) => c.trim().toLowerCase()).filter((c) => c !== "");
+      if (codings[codings.length - 1] !== "chunked") {
+        return this.#failFromParser(new RemoteProtocolError("ERR_INVALID_TRANSFER_ENCODING", "Cannot read the request body: chunked is not the final transfer coding", { status: 400 }));
+      }
       if (codings.some((c) => c !== "chunked")) {
         return this.#failFromParser(
           new RemoteProtocolError("ERR_UNSUPPORTED_TRANSFER_CODING", `Cannot read the request body: transfer coding ${JSON.stringify(transferEncoding)} is not supported`, { status: 501 }),
@@ -795,6 +841,11 @@ export class ServerConnection {
       }
       chunked = true;
     }
+    if (connClose) keepAlive = false;
+    if (minor === 0 && transferEncoding !== null) keepAlive = false;
+    if (!this.#protoBuf.startsWith(" HTTP/")) {
+      return this.#failFromParser(new RemoteProtocolError("ERR_INVALID_PROTOCOL", "Cannot serve the request: it is not HTTP", { status: 400 }));
+    }
     const declared = contentLength === null ? -1 : parseContentLength(contentLength);
     const id = this.#nextId++;
     this.#msgId = id;
@@ -803,6 +854,8 @@ export class ServerConnection {
     this.#headBytes = 0;
     this.#inTrailers = true;
     this.#declaredLength = declared;
+    this.#msgKeepAlive = keepAlive;
+    this.#msgUpgrade = upgrade;
     const expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === "100-continue";
     const method = parser.method;
     this.#slots.push({
@@ -837,8 +890,8 @@ export class ServerConnection {
       chunked,
     });
     this.#state = "body";
-    if (declared > this.#maxBody) {
-      // Let the application see the head (and maybe raise the limit) first.
+    if (declared > 0 || chunked) {
+      // Let the application see the head (and maybe change the limit) first.
       this.#block = Block.BODY_LIMIT;
       this.#state = "paused";
       return CB_PAUSE;
@@ -854,11 +907,14 @@ export class ServerConnection {
     this.#push({ type: "end", id, trailers: this.#trailers ?? EMPTY_HEADERS });
     this.#msgId = -1;
     this.#inHead = false;
-    const keepAlive = slot?.keepAlive ?? false;
-    if (slot?.upgrade) {
-      // llhttp stops with PAUSED_UPGRADE right after this callback.
-      this.#state = "paused";
-      return CB_OK;
+    const keepAlive = this.#msgKeepAlive;
+    if (this.#msgUpgrade) {
+      if (slot === null) {
+        this.#declinedUpgrade = true;
+      } else {
+        this.#state = "paused";
+        return CB_OK;
+      }
     }
     if (!keepAlive || this.#drainRequested) {
       this.#state = "done";
@@ -928,7 +984,7 @@ export class ServerConnection {
       slot,
       `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.byteLength}\r\nConnection: close\r\n${date}\r\n`,
     );
-    this.#emit(slot, body);
+    if (!slot.isHead) this.#emit(slot, body);
     slot.headSent = true;
     slot.finished = true;
     slot.closeAfter = true;
@@ -977,6 +1033,9 @@ export class ServerConnection {
     }
     if (status < 200 && status !== 101) {
       throw new LocalProtocolError("ERR_INVALID_STATUS", `Cannot send status ${status} as the final response: use sendInformational`);
+    }
+    if (status === 101 && slot.upgrade && !slot.requestDone) {
+      throw new LocalProtocolError("ERR_REQUEST_NOT_DONE", `Cannot send 101 for request ${slot.id}: its body has not been received`);
     }
     if (status === 101 && !slot.upgrade) {
       throw new LocalProtocolError("ERR_NOT_UPGRADE", `Cannot send 101 for request ${slot.id}: it did not ask for an upgrade`);
