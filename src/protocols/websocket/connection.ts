@@ -70,6 +70,7 @@ import {
   WS_ERR,
 } from "./constants";
 import type { DeflateCodec } from "./deflate";
+import { toBuffer, view } from "./buffers";
 import { applyMask } from "./mask";
 import { OutputBuffer } from "./output-buffer";
 import { UTF8_ACCEPT, utf8Step } from "./utf8";
@@ -215,11 +216,6 @@ const PHASE_DONE = 3;
 const EMPTY = Buffer.alloc(0);
 const MASK_POOL_SIZE = 128;
 
-/** Buffer's fast view constructor (what `subarray` builds, minus the species lookup). */
-const FastBuffer = (Buffer as unknown as {
-  [Symbol.species]: new (ab: ArrayBufferLike, offset: number, length: number) => Buffer;
-})[Symbol.species];
-
 interface BufferInternals {
   utf8Slice(start: number, end: number): string;
   utf8Write(text: string, offset: number, length?: number): number;
@@ -237,14 +233,6 @@ function encodeUtf8(buf: Buffer, text: string, offset: number, length: number): 
   return HAS_FAST_UTF8
     ? (buf as unknown as BufferInternals).utf8Write(text, offset, length)
     : buf.write(text, offset, length, "utf8");
-}
-
-function view(buf: Buffer, start: number, end: number): Buffer {
-  return new FastBuffer(buf.buffer, buf.byteOffset + start, end - start);
-}
-
-function toBuffer(data: Uint8Array): Buffer {
-  return Buffer.isBuffer(data) ? data : new FastBuffer(data.buffer, data.byteOffset, data.byteLength);
 }
 
 function defaultMaskKeySource(bytes: Uint8Array): void {
@@ -784,7 +772,19 @@ export class WebSocketConnection {
       return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#maxMessageSize} bytes once inflated`, MESSAGE_TOO_BIG);
     }
     if (out.length === 0) return undefined;
-    return this.#append(toBuffer(out), 0, out.length);
+    const bytes = toBuffer(out);
+    if (last && this.#msgBuffer === null && this.#msgLength === 0) {
+      // The whole message came out of one call: keep the codec's buffer.
+      if (this.#msgOpcode === OPCODE_TEXT) {
+        const s = utf8Step(this.#utf8State, bytes, 0, bytes.length);
+        if (s < 0) return this.#invalidUtf8(-1 - s);
+        this.#utf8State = s;
+      }
+      this.#msgBuffer = bytes;
+      this.#msgLength = bytes.length;
+      return undefined;
+    }
+    return this.#append(bytes, 0, bytes.length);
   }
 
   /** Validates (text) and stores message bytes. */

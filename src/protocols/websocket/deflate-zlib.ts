@@ -19,8 +19,8 @@
  * inflating. A zlib error destroys the stream synchronously (Node's
  * `zlibOnError`), which the loop checks after each call.
  *
- * When those internals are missing (a runtime whose `node:zlib` is built
- * differently), the codec falls back to the public one-shot functions,
+ * When those internals are missing or fail a one-time self-test (a runtime
+ * whose `node:zlib` is built differently), the codec falls back to the public one-shot functions,
  * which stay correct with context takeover by passing the last window of
  * plaintext as a preset `dictionary` (the peer's LZ77 window holds exactly
  * those bytes): `deflateRawSync(data, { dictionary, finishFlush:
@@ -181,6 +181,48 @@ class StreamingZlib {
   }
 }
 
+let streamingVerdict: boolean | null = null;
+
+/**
+ * Checks once per process that the streaming internals behave as expected:
+ * two messages through one deflate stream (the second must reuse the first's
+ * context) and back through one inflate stream. Any surprise selects the
+ * fallback.
+ */
+function streamingWorks(): boolean {
+  if (streamingVerdict !== null) return streamingVerdict;
+  let verdict = false;
+  try {
+    const d = zlib.createDeflateRaw({ windowBits: 15 });
+    const i = zlib.createInflateRaw({ windowBits: 15 });
+    if (StreamingZlib.available(d) && StreamingZlib.available(i)) {
+      const deflate = new StreamingZlib(d, 256);
+      const inflate = new StreamingZlib(i, 256);
+      const message = Buffer.from("typhoon permessage-deflate self-test, typhoon permessage-deflate");
+      const run = (engine: StreamingZlib, input: Uint8Array): Buffer => {
+        const pieces: Buffer[] = [];
+        return join(pieces, engine.process(input, Z_SYNC_FLUSH, pieces, 0, Infinity));
+      };
+      const first = run(deflate, message);
+      const second = run(deflate, message);
+      verdict =
+        endsWithTail(first) &&
+        endsWithTail(second) &&
+        second.length < first.length &&
+        run(inflate, first).equals(message) &&
+        run(inflate, second).equals(message);
+      deflate.close();
+      inflate.close();
+    } else {
+      d.close();
+      i.close();
+    }
+  } catch {
+    verdict = false;
+  }
+  return (streamingVerdict = verdict);
+}
+
 function join(pieces: Buffer[], total: number): Buffer {
   if (pieces.length === 1) return pieces[0]!;
   if (pieces.length === 0) return Buffer.allocUnsafe(0);
@@ -285,6 +327,10 @@ export class ZlibDeflateCodec implements DeflateCodec {
 
   #streaming(kind: "deflate" | "inflate"): StreamingZlib | null {
     if (this.#fallback) return null;
+    if (!streamingWorks()) {
+      this.#fallback = true;
+      return null;
+    }
     const stream =
       kind === "deflate"
         ? zlib.createDeflateRaw(this.#deflateOptions())

@@ -14,14 +14,12 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { view } from "./buffers";
 
 /** Slab size: 256 KiB, shared by every connection of the process. */
 const SLAB_SIZE = 256 * 1024;
 /** Regions above this leave the shared slab. */
 const MAX_SHARED = SLAB_SIZE / 4;
-
-/** Buffer's own fast view constructor (what `subarray` builds, without the species lookup). */
-const FastBuffer = (Buffer as unknown as { [Symbol.species]: new (ab: ArrayBufferLike, offset: number, length: number) => Buffer })[Symbol.species];
 
 let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabOffset = 0;
@@ -93,7 +91,7 @@ export class OutputBuffer {
   take(): Buffer | null {
     const buf = this.buffer;
     if (buf === null || this.end === this.start) return null;
-    const out = new FastBuffer(buf.buffer, buf.byteOffset + this.start, this.end - this.start);
+    const out = view(buf, this.start, this.end);
     this.buffer = null;
     this.start = this.end = 0;
     return out;
