@@ -27,12 +27,26 @@ const makeView: (buffer: ArrayBufferLike, byteOffset: number, length: number) =>
   return (buffer, byteOffset, length) => Buffer.from(buffer as ArrayBuffer, byteOffset, length);
 })();
 
-/** A Buffer over `buf[start..end)`, sharing its memory. */
+/**
+ * A Buffer over `buf[start..end)`, sharing its memory.
+ *
+ * @example
+ * ```ts
+ * view(new Uint8Array([1, 2, 3]), 1, 3) // <Buffer 02 03>, same memory
+ * ```
+ */
 export function view(buf: Uint8Array, start: number, end: number): Buffer {
   return makeView(buf.buffer, buf.byteOffset + start, end - start);
 }
 
-/** The same bytes as a Buffer (no copy). */
+/**
+ * The same bytes as a Buffer (no copy).
+ *
+ * @example
+ * ```ts
+ * Buffer.isBuffer(toBuffer(new Uint8Array(4))) // true
+ * ```
+ */
 export function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : makeView(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -24,7 +24,18 @@ const MAX_SHARED = SLAB_SIZE / 4;
 let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabOffset = 0;
 
-/** A growable, contiguous run of output bytes. */
+/**
+ * A growable, contiguous run of output bytes.
+ *
+ * @example
+ * ```ts
+ * const out = new OutputBuffer();
+ * const buf = out.reserve(2);
+ * buf[out.end] = 0x89; buf[out.end + 1] = 0x00; // an empty ping
+ * out.commit(out.end + 2);
+ * out.take(); // <Buffer 89 00>
+ * ```
+ */
 export class OutputBuffer {
   /** The buffer holding the pending bytes, or null when there are none. */
   buffer: Buffer | null = null;
