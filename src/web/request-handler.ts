@@ -59,6 +59,9 @@ function defaultHeaders(): string[] {
   return ["Server", SERVER, "Content-Type", HTML];
 }
 
+/** The default headers, shared, for reading and sending only (never changed). */
+const DEFAULT_HEADERS_VIEW: string[] = defaultHeaders();
+
 /** Bodies up to this size get a 64-bit tag hashed in JavaScript; larger ones a SHA-1, as Tornado. */
 const SMALL_BODY = 1024;
 /** Tornado's `_remove_control_chars_regex`: control characters but tab, LF, VT, FF, CR. */
@@ -125,7 +128,8 @@ export class RequestHandler {
   protected autoFinish = true;
 
   readonly #initArgs: InitArgs;
-  #headers: string[] = defaultHeaders();
+  /** The response headers as a flat list; null while they are the defaults (copied on first change). */
+  #headers: string[] | null = null;
   #status = 200;
   #reason: string | undefined = undefined;
   /** The first chunk written and not yet flushed. */
@@ -301,7 +305,7 @@ export class RequestHandler {
    */
   setHeader(name: string, value: HeaderValue): void {
     const v = headerValue(name, value);
-    const headers = this.#headers;
+    const headers = (this.#headers ??= defaultHeaders());
     const lower = name.toLowerCase();
     let found = false;
     for (let i = 0; i < headers.length; i += 2) {
@@ -329,7 +333,8 @@ export class RequestHandler {
    * ```
    */
   addHeader(name: string, value: HeaderValue): void {
-    this.#headers.push(name, headerValue(name, value));
+    const v = headerValue(name, value);
+    (this.#headers ??= defaultHeaders()).push(name, v);
   }
 
   /**
@@ -341,7 +346,7 @@ export class RequestHandler {
    * ```
    */
   clearHeader(name: string): void {
-    const headers = this.#headers;
+    const headers = (this.#headers ??= defaultHeaders());
     const lower = name.toLowerCase();
     for (let i = headers.length - 2; i >= 0; i -= 2) {
       if (sameName(headers[i]!, name, lower)) headers.splice(i, 2);
@@ -358,7 +363,7 @@ export class RequestHandler {
    * ```
    */
   getHeader(name: string): string | undefined {
-    const headers = this.#headers;
+    const headers = this.#headers ?? DEFAULT_HEADERS_VIEW;
     const lower = name.toLowerCase();
     let out: string | undefined;
     for (let i = 0; i < headers.length; i += 2) {
@@ -378,7 +383,7 @@ export class RequestHandler {
    * ```
    */
   clear(): void {
-    this.#headers = defaultHeaders();
+    this.#headers = null;
     this.setDefaultHeaders();
     this.#chunk = null;
     this.#chunks = null;
@@ -451,7 +456,7 @@ export class RequestHandler {
       return RESOLVED;
     }
     if (!this.#headersWritten) {
-      connection.writeHeaders(this.#status, this.#headers, body, this.#reason);
+      connection.writeHeaders(this.#status, this.#headers ?? DEFAULT_HEADERS_VIEW, body, this.#reason);
       this.#headersWritten = true;
       return connection.write(EMPTY_BYTES);
     }
@@ -496,7 +501,7 @@ export class RequestHandler {
       }
       const body = this.#takeBody();
       // The server adds Content-Length (the body's length) unless one was set.
-      if (!connection.closed) done = connection.respond(status, this.#headers, body, this.#reason);
+      if (!connection.closed) done = connection.respond(status, this.#headers ?? DEFAULT_HEADERS_VIEW, body, this.#reason);
       this.#headersWritten = true;
     } else {
       const body = this.#takeBody();
@@ -664,8 +669,8 @@ export class RequestHandler {
     const etag = this.computeEtag();
     if (etag === null) return;
     // The engine checks the value when it sends it; no need to do it twice.
-    const i = this.#indexOf("etag");
-    if (i === -1) this.#headers.push("Etag", etag);
+    if (this.#headers === null) this.#headers = ["Server", SERVER, "Content-Type", HTML, "Etag", etag];
+    else if (this.#indexOf("etag") === -1) this.#headers.push("Etag", etag);
     else this.setHeader("Etag", etag);
   }
 
@@ -682,7 +687,7 @@ export class RequestHandler {
   checkEtagHeader(): boolean {
     const i = this.#indexOf("etag");
     if (i === -1) return false;
-    const computed = this.#headers[i + 1]!;
+    const computed = this.#headers![i + 1]!;
     const header = requestHeader(this.request, "if-none-match");
     if (computed === "" || header === undefined) return false;
     const etags = header.match(ETAG_LIST);
@@ -907,7 +912,7 @@ export class RequestHandler {
   }
 
   #indexOf(lower: string): number {
-    const headers = this.#headers;
+    const headers = this.#headers ?? DEFAULT_HEADERS_VIEW;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i]!;
       if (n.length === lower.length && n.toLowerCase() === lower) return i;

@@ -163,7 +163,14 @@ export function url(pattern: string | RegExp, handlerClass: RequestHandlerClass,
   return new URLSpec(pattern, handlerClass, options);
 }
 
-/** A route tuple or spec as a {@link URLSpec}. */
+/**
+ * A route tuple or spec as a {@link URLSpec}.
+ *
+ * @example
+ * ```ts
+ * toURLSpec(["/u/([0-9]+)", UserHandler, { db }, "user"]).reverse(3) // "/u/3"
+ * ```
+ */
 export function toURLSpec(route: Route): URLSpec {
   if (route instanceof URLSpec) return route;
   if (!Array.isArray(route) || route.length < 2 || route.length > 4) {
