@@ -958,10 +958,12 @@ export class RequestHandler {
  * ```
  */
 export class ErrorHandler extends RequestHandler {
+  /** Takes `{ statusCode }`. @example `{ statusCode: 410 }` */
   override initialize(initArgs: { statusCode: number }): void {
     this.setStatus(initArgs.statusCode);
   }
 
+  /** Answers every method with the status. @example `throw new HTTPError(410)` */
   override prepare(): void {
     throw new HTTPError(this.getStatus());
   }
@@ -981,11 +983,13 @@ export class RedirectHandler extends RequestHandler {
   #url = "";
   #permanent = true;
 
+  /** Takes `{ url, permanent? }`. @example `{ url: "/new/{0}", permanent: false }` */
   override initialize(initArgs: { url: string; permanent?: boolean }): void {
     this.#url = initArgs.url;
     this.#permanent = initArgs.permanent ?? true;
   }
 
+  /** Redirects, with the groups in place of `{0}`, `{1}`, ... @example `GET /old/a` → `301 Location: /new/a` */
   get(...args: Array<string | undefined>): void {
     let to = this.#url.replace(/\{(\d+)\}/g, (_, i: string) => args[Number(i)] ?? "");
     const query = this.request.query;

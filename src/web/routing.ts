@@ -247,7 +247,15 @@ function unescapeFragment(fragment: string): string | null {
   return out;
 }
 
-/** Percent-encodes as Python's `urllib.parse.quote(s, safe="/")`. */
+/**
+ * Percent-encodes as Python's `urllib.parse.quote(s, safe="/")` (what
+ * `reverseUrl` does to its arguments).
+ *
+ * @example
+ * ```ts
+ * urlQuote("a b/é") // "a%20b/%C3%A9"
+ * ```
+ */
 export function urlQuote(text: string): string {
   return encodeURIComponent(text).replace(/%2F|[!'()*]/gi, (c) =>
     c.length === 3 ? "/" : `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
