@@ -1,4 +1,14 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+
+/** `typhoon` and its subpaths resolve to the sources in tests (as the exports map does for the build). */
+const src = (path: string): string => fileURLToPath(new URL(`./src/${path}`, import.meta.url));
+const alias = [
+  { find: /^typhoon$/, replacement: src("index.ts") },
+  { find: /^typhoon\/(core|server|client|web|testing)$/, replacement: src("$1/index.ts") },
+  { find: /^typhoon\/(http1|websocket)$/, replacement: src("protocols/$1/index.ts") },
+  { find: /^typhoon\/transports\/(node|memory|bun)$/, replacement: src("transports/$1/index.ts") },
+];
 
 // Vitest 5's reporter calls Map.groupBy, which Node 20 lacks (it came in
 // Node 21); without it a failing test is reported as an "Unhandled Error".
@@ -18,6 +28,7 @@ if (typeof MapWithGroupBy.groupBy !== "function") {
 }
 
 export default defineConfig({
+  resolve: { alias },
   test: {
     include: ["test/**/*.test.ts"],
     // The JSON report is what .ci/run counts; the default reporter is for people.

@@ -5,7 +5,7 @@
  * To add a demo: write its handlers below (or in a file next to this one)
  * and add their routes to `routes()`.
  */
-import { Application, RequestHandler, type ApplicationSettings, type Route } from "../src";
+import { Application, RequestHandler, type ApplicationSettings, type Route } from "typhoon";
 
 /** `GET /`: Tornado's hello world. */
 export class MainHandler extends RequestHandler {

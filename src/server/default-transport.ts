@@ -4,10 +4,13 @@
  * @module
  */
 import type { Transport } from "../core/transport";
+import { bunTransport, isBun } from "../transports/bun";
 import { nodeTransport } from "../transports/node";
 
 /**
- * The runtime's own sockets.
+ * The runtime's own sockets: `Bun.listen`/`Bun.connect` under Bun, `node:net`
+ * and `node:tls` under Node. Both transports are imported; each touches its
+ * runtime only when used.
  *
  * @example
  * ```ts
@@ -15,5 +18,5 @@ import { nodeTransport } from "../transports/node";
  * ```
  */
 export function defaultTransport(): Transport {
-  return nodeTransport;
+  return isBun() ? bunTransport : nodeTransport;
 }

@@ -103,7 +103,12 @@ const enum Wait {
   IDLE = 1,
   HEAD = 2,
   BODY = 3,
+  /** We sent FIN; the peer has this long to close before the connection is destroyed. */
+  LINGER = 4,
 }
+
+/** How long a connection we ended may wait for the peer's close: 5 s, or the idle timeout if shorter. */
+const LINGER_MS = 5_000;
 
 /**
  * An HTTP/1.1 server over any transport (Tornado's `HTTPServer`).
@@ -440,13 +445,14 @@ class Driver implements ConnectionHandler {
       this.#afterSwitch.push(chunk);
       return;
     }
-    if (this.closed) return;
+    if (this.closed || this.#ended) return; // after our FIN, input is only read to see the peer's close
     this.engine.receiveData(chunk);
     this.#pump();
   }
 
   end(): void {
     if (this.#switched || this.closed) return;
+    if (this.#ended) return; // both sides have sent FIN: the transport closes
     this.engine.receiveEof();
     this.#pump();
   }
@@ -567,8 +573,7 @@ class Driver implements ConnectionHandler {
     exchange.request = request;
     this.#exchanges.set(ev.id, exchange);
     // RFC 9110 §10.1.1: an expectation other than 100-continue gets 417.
-    const expect = ev.version === "1.1" ? request.headers.get("Expect") : undefined;
-    if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
+    if (ev.expect !== null && !ev.expectContinue && ev.version === "1.1") {
       exchange.failed = true;
       exchange.delegate = { headersReceived() {}, dataReceived() {}, finish() {} };
       exchange.respond(417, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }, "Expectation Failed\n");
@@ -689,15 +694,29 @@ class Driver implements ConnectionHandler {
     if (out !== null && !this.#ended) {
       if (!this.connection.write(out)) this.#writeBlocked = true;
     }
-    if (this.engine.mustClose && !this.#ended) {
-      this.#ended = true;
-      this.#clearTimer();
-      this.connection.end();
+    if (this.engine.mustClose && !this.#ended) this.#endConnection(null);
+  }
+
+  /**
+   * Sends our FIN (after `last`, if given) and keeps reading, so that the
+   * peer's close is seen; a peer that never closes is destroyed after a
+   * linger.
+   */
+  #endConnection(last: Uint8Array | null): void {
+    this.#ended = true;
+    if (last !== null) this.connection.write(last);
+    this.connection.end();
+    this.#wait = Wait.LINGER;
+    this.#deadline = this.server.clock.now() + Math.min(LINGER_MS, this.server.idleTimeout);
+    this.#armTimer();
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      this.connection.resume();
     }
   }
 
   #updateReading(): void {
-    if (this.closed || this.#detached) return;
+    if (this.closed || this.#detached || this.#ended) return;
     const pause = this.#writeBlocked || this.#waiting || this.#enginePaused;
     if (pause !== this.#readPaused) {
       this.#readPaused = pause;
@@ -755,16 +774,19 @@ class Driver implements ConnectionHandler {
   #onTimer(): void {
     this.#timer = null;
     this.#timerAt = Infinity;
-    if (this.closed || this.#ended || this.#detached) return;
+    if (this.closed || this.#detached) return;
     if (this.server.clock.now() < this.#deadline) {
       this.#armTimer();
       return;
     }
     const wait = this.#wait;
-    if (wait === Wait.NONE) return;
+    if (wait === Wait.LINGER) {
+      this.connection.destroy();
+      return;
+    }
+    if (wait === Wait.NONE || this.#ended) return;
     if (wait === Wait.IDLE) {
-      this.#ended = true;
-      this.connection.end();
+      this.#endConnection(null);
       return;
     }
     this.server.logger.warn(`Timeout reading a request ${wait === Wait.HEAD ? "head" : "body"} from ${this.#info.remoteIp}`);
@@ -772,12 +794,10 @@ class Driver implements ConnectionHandler {
       // Nothing else is owed: answer 408 and close.
       this.engine.abort();
       const earlier = this.engine.takeOutput();
-      this.#ended = true;
       if (earlier !== null) this.connection.write(earlier);
-      this.connection.write(toBytes(
-        `HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\nDate: ${httpDate(this.server.clock.now())}\r\n\r\n`,
-      ));
-      this.connection.end();
+      this.#endConnection(
+        toBytes(`HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\nDate: ${httpDate(this.server.clock.now())}\r\n\r\n`),
+      );
     } else {
       this.connection.destroy();
     }
@@ -829,11 +849,7 @@ class Driver implements ConnectionHandler {
     this.engine.closeWhenDone();
     if (!this.#pumping) {
       this.#flush();
-      if (this.engine.isIdle && !this.#ended) {
-        this.#ended = true;
-        this.#clearTimer();
-        this.connection.end();
-      }
+      if (this.engine.isIdle && !this.#ended) this.#endConnection(null);
     }
     return done;
   }

@@ -3,6 +3,7 @@ import { VirtualClock } from "../../src/core/clock";
 import { silentLogger } from "../../src/core/log";
 import { HTTPServer, type HTTPMessageDelegate, type HTTPServerRequest } from "../../src/server";
 import { TestClient } from "../../src/testing";
+import { createPipe } from "../../src/transports/memory";
 import { connect, flushMemory, statusLines } from "./helpers";
 
 const quiet = { logger: silentLogger };
@@ -460,5 +461,63 @@ describe("upgrade and detach", () => {
     await flushMemory();
     expect(statusLines(raw.text())).toHaveLength(2);
     expect(raw.text()).toContain("plain /next");
+  });
+});
+
+describe("closing connections", () => {
+  it("sees the client's close after a Connection: close response, so the connection is forgotten", async () => {
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "bye"), quiet);
+    const [clientEnd, serverEnd] = createPipe();
+    let ended = false;
+    clientEnd.setHandler({ data() {}, end: () => (ended = true), drain() {}, close() {} });
+    server.handleConnection(serverEnd);
+    clientEnd.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+    await flushMemory();
+    expect(ended).toBe(true);
+    expect(server.connectionCount).toBe(1);
+    clientEnd.end();
+    await flushMemory();
+    expect(server.connectionCount).toBe(0);
+    await server.close();
+  });
+
+  it("destroys a connection whose peer never closes after our FIN", async () => {
+    const clock = new VirtualClock();
+    const server = new HTTPServer((req) => req.connection.respond(200, {}, "bye"), { ...quiet, clock });
+    const [clientEnd, serverEnd] = createPipe();
+    let closed = false;
+    clientEnd.setHandler({ data() {}, end() {}, drain() {}, close: () => (closed = true) });
+    server.handleConnection(serverEnd);
+    clientEnd.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+    await flushMemory();
+    expect(server.connectionCount).toBe(1);
+    clock.advance(5000);
+    await flushMemory();
+    expect(closed).toBe(true);
+    expect(server.connectionCount).toBe(0);
+  });
+
+  it("ignores writes to a response after its client went away", async () => {
+    const gate = deferred();
+    let outcome = "";
+    const server = new HTTPServer(async (req) => {
+      await gate.promise;
+      try {
+        req.connection.writeHeaders(200, {});
+        await req.connection.write("late");
+        await req.connection.finish();
+        outcome = `ok closed=${req.connection.closed}`;
+      } catch (e) {
+        outcome = `threw ${(e as Error).message}`;
+      }
+    }, quiet);
+    const raw = connect(server);
+    raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    raw.conn.destroy();
+    await flushMemory();
+    gate.resolve();
+    await flushMemory();
+    expect(outcome).toBe("ok closed=true");
   });
 });

@@ -103,6 +103,8 @@ export interface RequestEvent {
   readonly upgrade: boolean;
   /** True if the client waits for `100 Continue` before sending the body. */
   readonly expectContinue: boolean;
+  /** The `Expect` header as sent (repeated lines joined), or null. */
+  readonly expect: string | null;
   /** The declared body length, or null when the body is chunked or absent. */
   readonly contentLength: number | null;
   /** True if the body is sent with chunked transfer coding. */
@@ -553,6 +555,8 @@ export class ServerConnection {
     this.#parser?.destroy();
     this.#parser = null;
     this.#pending = [];
+    // Responses still open are dropped: later writes to them are ignored.
+    this.#dropFrom = Math.min(this.#dropFrom, this.#slots[0]?.id ?? this.#nextId);
     this.#slots = [];
     if (this.#state !== "switched") this.#state = "done";
   }
@@ -886,6 +890,7 @@ export class ServerConnection {
       keepAlive,
       upgrade,
       expectContinue,
+      expect,
       contentLength: declared >= 0 ? declared : null,
       chunked,
     });
