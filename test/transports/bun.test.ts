@@ -1,0 +1,567 @@
+/**
+ * The Bun transport: the shared contract suite over TCP, Unix sockets and
+ * TLS, and what only Bun needs checking (IPv6, partial writes, pause pushing
+ * back, startTls). Under Node, one test checks that using the transport
+ * fails with a clear error.
+ *
+ * Run under Bun: `npx bun --bun vitest run --pool=threads test/transports/bun.test.ts`.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Connection, ConnectionHandler, ConnectOptions, Listener, ListenOptions } from "../../src/core/transport";
+import { defaultTransport } from "../../src/server/default-transport";
+import { BunConnection, BunTransport, bunTransport, isBun } from "../../src/transports/bun";
+import { nodeTransport } from "../../src/transports/node";
+import { runTransportSuite } from "../transport-contract";
+
+const fixtures = join(import.meta.dirname, "..", "fixtures");
+const key = readFileSync(join(fixtures, "localhost-key.pem"), "utf8");
+const cert = readFileSync(join(fixtures, "localhost-cert.pem"), "utf8");
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+if (!isBun()) {
+  describe("bun transport outside Bun", () => {
+    it("fails with a clear error when used, and is not the default transport", async () => {
+      expect(bunTransport.name).toBe("bun");
+      await expect(bunTransport.listen({ port: 0 }, () => {})).rejects.toThrow(/^Cannot listen: the Bun transport needs the Bun runtime/);
+      await expect(bunTransport.connect({ port: 1 })).rejects.toThrow(/^Cannot connect: the Bun transport needs the Bun runtime/);
+      expect(defaultTransport()).toBe(nodeTransport);
+    });
+  });
+} else {
+  const socketDir = mkdtempSync(join(tmpdir(), "typhoon-bun-transport-"));
+  let socketCount = 0;
+  const socketPath = (): string => join(socketDir, `s${++socketCount}.sock`);
+  afterAll(() => rmSync(socketDir, { recursive: true, force: true }));
+
+  runTransportSuite({
+    name: "bun tcp 127.0.0.1",
+    transport: bunTransport,
+    listenOptions: () => ({ host: "127.0.0.1", port: 0 }),
+    connectOptions: (address) => ({ host: "127.0.0.1", port: address.port }),
+  });
+
+  runTransportSuite({
+    name: "bun unix socket",
+    transport: bunTransport,
+    listenOptions: () => ({ path: socketPath() }),
+    connectOptions: (address) => ({ path: address.address }),
+  });
+
+  runTransportSuite({
+    name: "bun tls 127.0.0.1",
+    transport: bunTransport,
+    listenOptions: () => ({ host: "127.0.0.1", port: 0, tls: { key, cert } }),
+    connectOptions: (address) => ({ host: "127.0.0.1", port: address.port, tls: { ca: cert, servername: "localhost" } }),
+    encrypted: true,
+    propertyRuns: 10,
+  });
+
+  runTransportSuite({
+    name: "bun tls over a unix socket",
+    transport: bunTransport,
+    listenOptions: () => ({ path: socketPath(), tls: { key, cert } }),
+    connectOptions: (address) => ({ path: address.address, tls: { ca: cert, servername: "localhost" } }),
+    encrypted: true,
+    propertyRuns: 10,
+    largePayload: 1024 * 1024,
+  });
+
+  /** Collects what a connection receives and resolves promises on its events. */
+  class Probe implements ConnectionHandler {
+    text = "";
+    received = 0;
+    ended = false;
+    drains = 0;
+    closeError: Error | undefined;
+    readonly closed: Promise<Error | undefined>;
+    #resolveClosed!: (error: Error | undefined) => void;
+    #waiters: Array<() => void> = [];
+    #keep: boolean;
+    readonly chunks: Uint8Array[] = [];
+    constructor({ keep = false } = {}) {
+      this.#keep = keep;
+      this.closed = new Promise((resolve) => {
+        this.#resolveClosed = resolve;
+      });
+    }
+    data(chunk: Uint8Array): void {
+      this.received += chunk.byteLength;
+      if (this.#keep) this.chunks.push(chunk);
+      else this.text += decoder.decode(chunk);
+      this.#wake();
+    }
+    end(): void {
+      this.ended = true;
+      this.#wake();
+    }
+    drain(): void {
+      this.drains++;
+      this.#wake();
+    }
+    close(error?: Error): void {
+      this.closeError = error;
+      this.#resolveClosed(error);
+      this.#wake();
+    }
+    /** Resolves once `condition` holds (checked after every event). */
+    until(condition: () => boolean): Promise<void> {
+      if (condition()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = (): void => {
+          if (condition()) resolve();
+          else this.#waiters.push(check);
+        };
+        this.#waiters.push(check);
+      });
+    }
+    #wake(): void {
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const waiter of waiters) waiter();
+    }
+  }
+
+  interface Pair {
+    listener: Listener;
+    client: BunConnection;
+    server: BunConnection;
+    c: Probe;
+    s: Probe;
+  }
+
+  /** Listens, connects once, and returns both ends with probes on them. */
+  async function connectedPair(
+    listen: ListenOptions,
+    connect: (listener: Listener) => ConnectOptions,
+    { transport = bunTransport, keep = false }: { transport?: BunTransport; keep?: boolean } = {},
+  ): Promise<Pair> {
+    let accept!: (connection: Connection) => void;
+    const accepted = new Promise<Connection>((resolve) => {
+      accept = resolve;
+    });
+    const listener = await transport.listen(listen, accept);
+    const client = await transport.connect(connect(listener));
+    const server = (await accepted) as BunConnection;
+    const c = new Probe({ keep });
+    const s = new Probe({ keep });
+    client.setHandler(c);
+    server.setHandler(s);
+    return { listener, client, server, c, s };
+  }
+
+  /** Exchanges a message each way and closes both ends cleanly. */
+  async function exchange(pair: Pair): Promise<void> {
+    const { client, server, c, s, listener } = pair;
+    client.write(encoder.encode("ping"));
+    await s.until(() => s.text.endsWith("ping"));
+    server.write(encoder.encode("pong"));
+    await c.until(() => c.text.endsWith("pong"));
+    client.end();
+    server.end();
+    expect(await c.closed).toBeUndefined();
+    expect(await s.closed).toBeUndefined();
+    await listener.close();
+  }
+
+  function hasIPv6Loopback(): boolean {
+    return Object.values(networkInterfaces()).some((addresses) =>
+      (addresses ?? []).some((address) => address.internal && address.address === "::1"),
+    );
+  }
+
+  const tcp = (listener: Listener): ConnectOptions => ({ host: "127.0.0.1", port: listener.address.port });
+
+  describe("bun transport: runtime selection", () => {
+    it("is the default transport under Bun", () => {
+      expect(defaultTransport()).toBe(bunTransport);
+    });
+  });
+
+  describe("bun transport: TCP", () => {
+    it("works over IPv6 ::1 where the machine has it", async () => {
+      if (!hasIPv6Loopback()) {
+        const error = await bunTransport.listen({ host: "::1", port: 0 }, () => {}).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(Error);
+        return;
+      }
+      const pair = await connectedPair({ host: "::1", port: 0 }, (listener) => ({ host: "::1", port: listener.address.port }));
+      expect(pair.listener.address).toEqual({ family: "IPv6", address: "::1", port: pair.listener.address.port });
+      expect(pair.client.remoteAddress).toEqual({ family: "IPv6", address: "::1", port: pair.listener.address.port });
+      expect(pair.server.remoteAddress).toEqual(pair.client.localAddress);
+      expect(pair.server.remoteAddress?.family).toBe("IPv6");
+      await exchange(pair);
+    });
+
+    it("listens on all interfaces by default, reachable over IPv4", async () => {
+      const pair = await connectedPair({ port: 0 }, tcp);
+      expect(["::", "0.0.0.0"]).toContain(pair.listener.address.address);
+      await exchange(pair);
+    });
+
+    it("reports IPv4 addresses and binds the local address asked for", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({
+        ...tcp(listener),
+        localAddress: "127.0.0.1",
+      }));
+      expect(pair.listener.address).toEqual({ family: "IPv4", address: "127.0.0.1", port: pair.listener.address.port });
+      expect(pair.client.localAddress?.family).toBe("IPv4");
+      expect(pair.client.localAddress?.address).toBe("127.0.0.1");
+      expect(pair.client.encrypted).toBe(false);
+      expect(pair.client.alpnProtocol).toBeNull();
+      await exchange(pair);
+    });
+
+    it("rejects a refused connect with ECONNREFUSED and an unknown host with ENOTFOUND", async () => {
+      const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, () => {});
+      await listener.close();
+      await expect(bunTransport.connect(tcp(listener))).rejects.toMatchObject({ code: "ECONNREFUSED" });
+      await expect(bunTransport.connect({ host: "nowhere.invalid", port: 80 })).rejects.toMatchObject({ code: "ENOTFOUND" });
+    });
+
+    it("rejects a listen on a port in use with EADDRINUSE, unless reusePort shares it", async () => {
+      const first = await bunTransport.listen({ host: "127.0.0.1", port: 0, reusePort: true }, () => {});
+      const port = first.address.port;
+      await expect(bunTransport.listen({ host: "127.0.0.1", port }, () => {})).rejects.toMatchObject({ code: "EADDRINUSE" });
+      const second = await bunTransport.listen({ host: "127.0.0.1", port, reusePort: true }, () => {});
+      expect(second.address.port).toBe(port);
+      await second.close();
+      await first.close();
+    });
+
+    it("rejects options that give neither or both of port and path, and a bad high-water mark", async () => {
+      await expect(bunTransport.listen({}, () => {})).rejects.toThrow(TypeError);
+      await expect(bunTransport.listen({ port: 0, path: "/tmp/x" }, () => {})).rejects.toThrow(TypeError);
+      await expect(bunTransport.connect({})).rejects.toThrow(TypeError);
+      await expect(bunTransport.connect({ port: 1, highWaterMark: 0 })).rejects.toThrow(RangeError);
+    });
+
+    it("buffers partial writes under backpressure and delivers a multi-MiB payload intact", async () => {
+      const highWaterMark = 64 * 1024;
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({ ...tcp(listener), highWaterMark }), {
+        keep: true,
+      });
+      const { client, c, s } = pair;
+      const size = 24 * 1024 * 1024;
+      const payload = new Uint8Array(size);
+      for (let i = 0; i < size; i++) payload[i] = (i * 31 + (i >>> 11)) & 0xff;
+      // With the reader paused, one huge write: the kernel takes a part, the
+      // connection queues the rest.
+      pair.server.pause();
+      expect(client.write(payload)).toBe(false);
+      const queued = client.writableLength;
+      expect(queued).toBeGreaterThan(0);
+      expect(queued).toBeLessThan(size);
+      // Then many small writes, queued behind it (and joined when flushed).
+      const small = payload.subarray(0, 3 * 1024 * 1024);
+      for (let offset = 0; offset < small.length; offset += 1000) {
+        expect(client.write(small.subarray(offset, offset + 1000))).toBe(false);
+      }
+      expect(client.writableLength).toBe(queued + small.length);
+      pair.server.resume();
+      await c.until(() => c.drains > 0);
+      expect(client.writableLength).toBeLessThan(highWaterMark);
+      client.end();
+      await s.until(() => s.ended);
+      expect(s.received).toBe(size + small.length);
+      const got = new Uint8Array(s.received);
+      let at = 0;
+      for (const chunk of s.chunks) {
+        got.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      expect(Buffer.compare(got.subarray(0, size), payload)).toBe(0);
+      expect(Buffer.compare(got.subarray(size), small)).toBe(0);
+      pair.server.end();
+      expect(await c.closed).toBeUndefined();
+      expect(await s.closed).toBeUndefined();
+      await pair.listener.close();
+    });
+
+    it("stops reading from the kernel while paused, so the writer's own buffer fills", async () => {
+      const highWaterMark = 16 * 1024;
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({ ...tcp(listener), highWaterMark }));
+      const { client, server, c, s } = pair;
+      server.pause();
+      // Write until the kernel buffers on both sides are full: the writer's
+      // own queue then holds what the paused reader did not take.
+      const chunk = new Uint8Array(256 * 1024);
+      let written = 0;
+      for (let round = 0; round < 200 && client.writableLength < 1024 * 1024; round++) {
+        client.write(chunk);
+        written += chunk.byteLength;
+        // A round trip the other way lets both sockets do what I/O they can.
+        const before = c.received;
+        server.write(encoder.encode("ping"));
+        await c.until(() => c.received === before + 4);
+      }
+      expect(client.writableLength).toBeGreaterThanOrEqual(1024 * 1024);
+      expect(s.received).toBe(0);
+      // Less than what was written reached the kernel: the rest is queued here.
+      expect(written - client.writableLength).toBeLessThan(written);
+      server.resume();
+      client.end();
+      await s.until(() => s.ended);
+      expect(s.received).toBe(written);
+      expect(client.writableLength).toBe(0);
+      server.end();
+      await c.closed;
+      await pair.listener.close();
+    });
+
+    it("holds data, end and close that come while paused, and delivers them in order on resume", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const { client, server, s } = pair;
+      const events: string[] = [];
+      server.setHandler({
+        data: (chunk) => events.push(`data:${decoder.decode(chunk)}`),
+        end: () => {
+          events.push("end");
+          server.end();
+        },
+        drain() {},
+        close: (error) => events.push(error ? "close:error" : "close"),
+      });
+      client.write(encoder.encode("one"));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      server.pause();
+      client.write(encoder.encode("two"));
+      client.end();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(events).toEqual(["data:one"]);
+      server.resume();
+      await pair.c.closed;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(events.join(",").replace("data:one,data:two", "data:onetwo")).toBe("data:onetwo,end,close");
+      expect(s.received).toBe(0);
+      await pair.listener.close();
+    });
+
+    it("turns Nagle back on per connection when asked, and off by default", async () => {
+      const nagle = new BunTransport({ noDelay: false });
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp, { transport: nagle });
+      pair.client.setNoDelay(true);
+      pair.server.setNoDelay(true);
+      await exchange(pair);
+      const plain = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      plain.client.setNoDelay(false);
+      await exchange(plain);
+    });
+
+    it("reports the peer's reset as close with ECONNRESET", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      pair.client.write(encoder.encode("hello"));
+      await pair.s.until(() => pair.s.text === "hello");
+      pair.client.destroy();
+      expect(await pair.c.closed).toBeUndefined();
+      const error = await pair.s.closed;
+      expect(error).toBeInstanceOf(Error);
+      expect((error as { code?: string }).code).toBe("ECONNRESET");
+      await pair.listener.close();
+    });
+
+    it("upgrades a plain connection to TLS with startTls, both sides", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const { client, server, c, s } = pair;
+      client.write(encoder.encode("STARTTLS\r\n"));
+      await s.until(() => s.text === "STARTTLS\r\n");
+      server.write(encoder.encode("220 go ahead\r\n"));
+      await c.until(() => c.text === "220 go ahead\r\n");
+      expect(typeof client.startTls).toBe("function");
+      const [secureServer, secureClient] = await Promise.all([
+        server.startTls!({ server: { key, cert, alpnProtocols: ["imap"] } }),
+        client.startTls!({ client: { ca: cert, servername: "localhost", alpnProtocols: ["imap"] } }),
+      ]);
+      expect(secureClient.encrypted).toBe(true);
+      expect(secureServer.encrypted).toBe(true);
+      expect(secureClient.alpnProtocol).toBe("imap");
+      expect(secureClient.remoteAddress).toEqual(client.remoteAddress);
+      const sc = new Probe();
+      const ss = new Probe();
+      secureClient.setHandler(sc);
+      secureServer.setHandler(ss);
+      secureClient.write(encoder.encode("a secret"));
+      await ss.until(() => ss.text === "a secret");
+      secureServer.write(encoder.encode("kept"));
+      await sc.until(() => sc.text === "kept");
+      secureClient.end();
+      await ss.until(() => ss.ended);
+      secureServer.end();
+      expect(await sc.closed).toBeUndefined();
+      expect(await ss.closed).toBeUndefined();
+      expect(sc.ended).toBe(true);
+      await pair.listener.close();
+    });
+
+    it("flushes what was written before startTls in the clear, then upgrades", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp, { keep: true });
+      const { client, server, c } = pair;
+      // The client reads nothing for now, so the server's clear text queues up.
+      client.pause();
+      const clear = new Uint8Array(16 * 1024 * 1024).fill(7);
+      server.write(clear);
+      expect(server.writableLength).toBeGreaterThan(0);
+      const secureServer = server.startTls!({ server: { key, cert } });
+      expect(server.write(encoder.encode("ignored"))).toBe(false);
+      client.resume();
+      await c.until(() => c.received === clear.length);
+      expect(c.chunks.every((chunk) => chunk.every((byte) => byte === 7))).toBe(true);
+      const secureClient = await client.startTls!({ client: { ca: cert, servername: "localhost" } });
+      const secure = await secureServer;
+      const ss = new Probe();
+      const sc = new Probe();
+      secure.setHandler(ss);
+      secureClient.setHandler(sc);
+      secureClient.write(encoder.encode("over TLS"));
+      await ss.until(() => ss.text === "over TLS");
+      secureClient.end();
+      await ss.until(() => ss.ended);
+      secure.end();
+      expect(await sc.closed).toBeUndefined();
+      expect(await ss.closed).toBeUndefined();
+      await pair.listener.close();
+    });
+
+    it("rejects startTls when the handshake fails, with undelivered data, or on an encrypted connection", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const [serverSide, clientSide] = await Promise.allSettled([
+        pair.server.startTls!({ server: { key, cert } }),
+        pair.client.startTls!({ client: { servername: "localhost" } }),
+      ]);
+      expect(clientSide.status).toBe("rejected");
+      expect(((clientSide as PromiseRejectedResult).reason as { code?: string }).code).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY/);
+      expect(serverSide.status).toBe("rejected");
+      await pair.listener.close();
+
+      // Bytes that came before any handler was set are held, and Bun's TLS
+      // layer cannot be given them.
+      let accept!: (connection: Connection) => void;
+      const accepted = new Promise<Connection>((resolve) => {
+        accept = resolve;
+      });
+      const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+      const early = await bunTransport.connect(tcp(listener));
+      const probe = new Probe();
+      early.setHandler(probe);
+      const serverEnd = await accepted;
+      early.write(encoder.encode("abc"));
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await expect(serverEnd.startTls!({ server: { key, cert } })).rejects.toThrow(
+        "Cannot start TLS: 3 bytes received are not delivered yet (no handler was set, or the connection is paused)",
+      );
+      serverEnd.destroy();
+      await probe.closed;
+      await listener.close();
+
+      const tls = await connectedPair({ host: "127.0.0.1", port: 0, tls: { key, cert } }, (listener) => ({
+        ...tcp(listener),
+        tls: { ca: cert, servername: "localhost" },
+      }));
+      await expect(tls.client.startTls!({ client: {} })).rejects.toThrow("Cannot start TLS: the connection is already encrypted");
+      await exchange(tls);
+    });
+  });
+
+  describe("bun transport: TLS", () => {
+    it("negotiates ALPN by the server's preference", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0, tls: { key, cert, alpnProtocols: ["h2", "http/1.1"] } }, (listener) => ({
+        ...tcp(listener),
+        tls: { ca: cert, servername: "localhost", alpnProtocols: ["http/1.1", "h2"] },
+      }));
+      expect(pair.client.encrypted).toBe(true);
+      expect(pair.server.encrypted).toBe(true);
+      expect(pair.client.alpnProtocol).toBe("h2");
+      expect(pair.server.alpnProtocol).toBe("h2");
+      await exchange(pair);
+    });
+
+    it("has no ALPN protocol when the client offers none, and verifies by the host name", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0, tls: { key, cert, alpnProtocols: ["http/1.1"] } }, (listener) => ({
+        host: "localhost",
+        port: listener.address.port,
+        tls: { ca: cert },
+      }));
+      expect(pair.client.alpnProtocol).toBeNull();
+      expect(pair.server.alpnProtocol).toBeNull();
+      await exchange(pair);
+    });
+
+    it("takes key and certificate as bytes", async () => {
+      const pair = await connectedPair(
+        { host: "127.0.0.1", port: 0, tls: { key: encoder.encode(key), cert: encoder.encode(cert) } },
+        (listener) => ({ ...tcp(listener), tls: { ca: encoder.encode(cert), servername: "localhost" } }),
+      );
+      await exchange(pair);
+    });
+
+    it("rejects a certificate it cannot verify or a wrong name, and accepts it with rejectUnauthorized false", async () => {
+      let accepted = 0;
+      const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0, tls: { key, cert } }, (connection) => {
+        accepted++;
+        connection.setHandler({ data() {}, end: () => connection.end(), drain() {}, close() {} });
+      });
+      const error = await bunTransport.connect({ ...tcp(listener), tls: true }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect((error as { code?: string }).code).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY/);
+      const wrongName = await bunTransport.connect({ ...tcp(listener), tls: { ca: cert, servername: "example.com" } }).catch((e: unknown) => e);
+      expect((wrongName as { code?: string }).code).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
+      const insecure = await bunTransport.connect({ ...tcp(listener), tls: { rejectUnauthorized: false } });
+      expect(insecure.encrypted).toBe(true);
+      const probe = new Probe();
+      insecure.setHandler(probe);
+      insecure.end();
+      expect(await probe.closed).toBeUndefined();
+      expect(accepted).toBe(1);
+      await listener.close();
+    });
+  });
+
+  describe("bun transport: Unix sockets", () => {
+    it("reports the path as the listening side's address", async () => {
+      const path = socketPath();
+      const pair = await connectedPair({ path }, () => ({ path }));
+      expect(pair.listener.address).toEqual({ family: "unix", address: path, port: 0 });
+      expect(pair.server.localAddress).toEqual({ family: "unix", address: path, port: 0 });
+      expect(pair.client.remoteAddress).toEqual({ family: "unix", address: path, port: 0 });
+      expect(pair.client.localAddress).toEqual({ family: "unix", address: "", port: 0 });
+      await exchange(pair);
+    });
+
+    it("replaces a stale socket file that nothing listens on", async () => {
+      const path = socketPath();
+      // A process that binds the path and exits without closing leaves the file behind.
+      const script = `Bun.listen({ unix: ${JSON.stringify(path)}, socket: { data() {} } }); process.exit(0)`;
+      const child = spawnSync(process.execPath, ["-e", script], { timeout: 20_000 });
+      expect(child.status).toBe(0);
+      expect(statSync(path).isSocket()).toBe(true);
+      await expect(bunTransport.connect({ path })).rejects.toMatchObject({ code: "ECONNREFUSED" });
+      const pair = await connectedPair({ path }, () => ({ path }));
+      await exchange(pair);
+    });
+
+    it("does not take over a socket someone listens on, nor a file that is not a socket", async () => {
+      const path = socketPath();
+      const live = await connectedPair({ path }, () => ({ path }));
+      await expect(bunTransport.listen({ path }, () => {})).rejects.toMatchObject({ code: "EADDRINUSE" });
+      await exchange(live);
+      const file = socketPath();
+      writeFileSync(file, "precious");
+      await expect(bunTransport.listen({ path: file }, () => {})).rejects.toMatchObject({ code: "EADDRINUSE" });
+      expect(readFileSync(file, "utf8")).toBe("precious");
+    });
+
+    it("removes the socket file when the listener closes", async () => {
+      const path = socketPath();
+      const listener = await bunTransport.listen({ path }, () => {});
+      expect(statSync(path).isSocket()).toBe(true);
+      await listener.close();
+      expect(() => statSync(path)).toThrow();
+      await expect(bunTransport.connect({ path })).rejects.toMatchObject({ code: "ENOENT" });
+    });
+  });
+}
