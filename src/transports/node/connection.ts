@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { isIPv6, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
-import type { Connection, ConnectionHandler, SocketAddress } from "../../core/transport";
+import { isIP, isIPv6, type Socket } from "node:net";
+import * as tls from "node:tls";
+import { asBuffer } from "../../core/bytes";
+import type { Connection, ConnectionHandler, SocketAddress, StartTlsOptions } from "../../core/transport";
 
 /** What kind of socket a connection wraps; it decides addresses and how `destroy` resets. */
 export type NodeSocketKind = "tcp" | "tls" | "unix";
@@ -44,6 +45,21 @@ let onEnd: (this: TyphoonSocket) => void;
 let onDrain: (this: TyphoonSocket) => void;
 let onError: (this: TyphoonSocket, error: Error) => void;
 let onClose: (this: TyphoonSocket) => void;
+
+function ignore(): void {}
+
+type Pem = string | Uint8Array;
+
+/** @internal PEM text or bytes as Node's TLS options take them. */
+export function pem(value: Pem): string | Buffer {
+  return typeof value === "string" ? value : asBuffer(value);
+}
+
+/** @internal One PEM or a list of them, as Node's TLS options take them. */
+export function pemList(value: Pem | Pem[] | undefined): string | Buffer | Array<string | Buffer> | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.map(pem) : pem(value);
+}
 
 function familyOf(family: string | number | undefined, address: string): SocketAddress["family"] {
   if (family === "IPv6" || family === 6) return "IPv6";
@@ -79,6 +95,8 @@ export class NodeConnection implements Connection {
   #closed = false;
   #paused = false;
   #error: Error | undefined = undefined;
+  /** startTls was called: the socket belongs to the TLS connection now. */
+  #upgraded = false;
   /** `end` or `close` came before a handler was set; reported by setHandler. */
   #pendingEnd = false;
   #pendingClose = false;
@@ -162,7 +180,7 @@ export class NodeConnection implements Connection {
   }
 
   /** The underlying `net.Socket` or `tls.TLSSocket`, for what the contract does not cover. */
-  get socket(): Socket | TLSSocket {
+  get socket(): Socket | tls.TLSSocket {
     return this.#socket;
   }
 
@@ -190,6 +208,8 @@ export class NodeConnection implements Connection {
   }
 
   destroy(error?: Error): void {
+    // After startTls the socket belongs to the TLS connection.
+    if (this.#upgraded) return;
     if (error !== undefined) this.#error ??= error;
     this.#writable = false;
     this.#closed = true;
@@ -206,11 +226,13 @@ export class NodeConnection implements Connection {
   }
 
   pause(): void {
+    if (this.#upgraded) return;
     this.#paused = true;
     this.#socket.pause();
   }
 
   resume(): void {
+    if (this.#upgraded) return;
     this.#paused = false;
     // Without a handler, resuming would let Node emit 'data' to nobody.
     if (this.#handler !== null) this.#socket.resume();
@@ -218,7 +240,51 @@ export class NodeConnection implements Connection {
 
   setNoDelay(noDelay: boolean): void {
     // Node ignores it on Unix sockets.
-    this.#socket.setNoDelay(noDelay);
+    if (!this.#upgraded) this.#socket.setNoDelay(noDelay);
+  }
+
+  /**
+   * Upgrades this plain TCP or Unix connection to TLS (STARTTLS). From the
+   * call on, this connection reports nothing more to its handler and
+   * ignores writes; bytes that arrived and were not delivered yet go to the
+   * TLS layer. What was written before is flushed first, in the clear. As
+   * server: `new tls.TLSSocket(socket, { isServer: true })`, ready on
+   * `secure`; as client: `tls.connect({ socket })`, ready on
+   * `secureConnect` (the certificate is checked against `servername`, else
+   * `host`, else the address connected to). Resolves with the encrypted
+   * connection; rejects with the TLS error (a certificate not trusted, a
+   * failed handshake, the peer gone), and the socket is then destroyed.
+   *
+   * @example
+   * ```ts
+   * connection.write(new TextEncoder().encode("220 Ready to start TLS\r\n"));
+   * const secure = await connection.startTls({ server: { key, cert } });
+   * secure.setHandler(handler);
+   * ```
+   */
+  startTls(options: StartTlsOptions): Promise<Connection> {
+    if (this.#kind === "tls") return Promise.reject(new Error("Cannot start TLS: the connection is encrypted already"));
+    if (this.#upgraded) return Promise.reject(new Error("Cannot start TLS: the connection was upgraded already"));
+    if (this.#closed || !this.#writable) return Promise.reject(new Error("Cannot start TLS: the connection is closed"));
+    if ((options.server === undefined) === (options.client === undefined)) {
+      return Promise.reject(new TypeError("Cannot start TLS: give either server or client options"));
+    }
+    this.#upgraded = true;
+    this.#writable = false;
+    this.#closed = true;
+    const socket = this.#socket;
+    // The old connection stops here. Reading stops too: what arrives from
+    // now on stays in the socket's buffer, where the TLSSocket picks it up.
+    socket.pause();
+    socket.removeListener("data", onData);
+    socket.removeListener("end", onEnd);
+    socket.removeListener("drain", onDrain);
+    socket.removeListener("error", onError);
+    socket.removeListener("close", onClose);
+    socket.on("error", ignore);
+    const path = this.#path;
+    const accepted = this.#accepted;
+    return flushed(socket).then(() => upgradeSocket(socket, options, path, accepted));
   }
 
   #reportPending(): void {
@@ -246,6 +312,83 @@ export class NodeConnection implements Connection {
     const family = local ? (socket as Socket & { localFamily?: string }).localFamily : socket.remoteFamily;
     return { family: familyOf(family, address), address, port };
   }
+}
+
+/** Resolves once everything written to `socket` has been handed to the kernel. */
+function flushed(socket: Socket): Promise<void> {
+  if (socket.writableLength === 0) return Promise.resolve();
+  // Writes complete in order, so the callback of an empty write comes after all of them.
+  return new Promise((resolve) => socket.write(new Uint8Array(0), () => resolve()));
+}
+
+/** Runs the TLS handshake over a connected socket and wraps the result. */
+function upgradeSocket(socket: Socket, options: StartTlsOptions, path: string | undefined, accepted: boolean): Promise<NodeConnection> {
+  if (socket.destroyed) return Promise.reject(new Error("Cannot start TLS: the connection closed before the handshake"));
+  const highWaterMark = socket.writableHighWaterMark;
+  let secure: tls.TLSSocket;
+  let readyEvent: string;
+  try {
+    if (options.server !== undefined) {
+      const settings = options.server;
+      const contextOptions: tls.SecureContextOptions = { key: pem(settings.key), cert: pem(settings.cert) };
+      const ca = pemList(settings.ca);
+      if (ca !== undefined) contextOptions.ca = ca;
+      if (settings.passphrase !== undefined) contextOptions.passphrase = settings.passphrase;
+      const socketOptions: tls.TLSSocketOptions = { isServer: true, secureContext: tls.createSecureContext(contextOptions) };
+      if (settings.alpnProtocols !== undefined) socketOptions.ALPNProtocols = settings.alpnProtocols;
+      secure = new tls.TLSSocket(socket, socketOptions);
+      readyEvent = "secure";
+    } else {
+      const settings = options.client!;
+      // Node passes highWaterMark on to the TLSSocket; its types do not list it.
+      const connectOptions: tls.ConnectionOptions & { highWaterMark?: number } = {
+        socket,
+        highWaterMark,
+        rejectUnauthorized: settings.rejectUnauthorized ?? true,
+      };
+      const host = settings.host;
+      if (host !== undefined) connectOptions.host = host;
+      const servername = settings.servername ?? (host !== undefined && isIP(host) === 0 ? host : undefined);
+      if (servername !== undefined) connectOptions.servername = servername;
+      const ca = pemList(settings.ca);
+      if (ca !== undefined) connectOptions.ca = ca;
+      if (settings.alpnProtocols !== undefined) connectOptions.ALPNProtocols = settings.alpnProtocols;
+      secure = tls.connect(connectOptions);
+      readyEvent = "secureConnect";
+    }
+  } catch (error) {
+    socket.destroy();
+    return Promise.reject(error);
+  }
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      secure.removeListener("error", onFailure);
+      secure.removeListener("end", onGone);
+      secure.removeListener("close", onGone);
+      secure.removeListener(readyEvent, onReady);
+    };
+    const onFailure = (error: Error): void => {
+      cleanup();
+      secure.on("error", ignore);
+      secure.destroy();
+      socket.destroy();
+      reject(error);
+    };
+    const onGone = (): void => {
+      const error = new Error("Cannot start TLS: the peer closed the connection during the handshake") as Error & { code: string };
+      error.code = "ECONNRESET";
+      onFailure(error);
+    };
+    const onReady = (): void => {
+      cleanup();
+      setWritableHighWaterMark(secure, highWaterMark);
+      resolve(wrapSocket(secure, "tls", path, accepted));
+    };
+    secure.once("error", onFailure);
+    secure.once("end", onGone);
+    secure.once("close", onGone);
+    secure.once(readyEvent, onReady);
+  });
 }
 
 /** @internal Wraps a connected socket (used by NodeTransport). */

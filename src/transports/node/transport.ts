@@ -7,7 +7,6 @@
 import { lstat, unlink } from "node:fs/promises";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { asBuffer } from "../../core/bytes";
 import {
   type ConnectOptions,
   type Connection,
@@ -18,7 +17,7 @@ import {
   type TlsServerOptions,
   type Transport,
 } from "../../core/transport";
-import { type NodeConnection, type NodeSocketKind, setWritableHighWaterMark, wrapSocket } from "./connection";
+import { type NodeConnection, type NodeSocketKind, pem, pemList, setWritableHighWaterMark, wrapSocket } from "./connection";
 
 /** Options of a {@link NodeTransport}. */
 export interface NodeTransportOptions {
@@ -31,19 +30,17 @@ export interface NodeTransportOptions {
   noDelay?: boolean;
 }
 
-type Pem = string | Uint8Array;
-
-function pem(value: Pem): string | Buffer {
-  return typeof value === "string" ? value : asBuffer(value);
-}
-
-function pemList(value: Pem | Pem[] | undefined): string | Buffer | Array<string | Buffer> | undefined {
-  if (value === undefined) return undefined;
-  return Array.isArray(value) ? value.map(pem) : pem(value);
-}
-
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: unknown } | null)?.code as string | undefined;
+}
+
+/**
+ * What {@link NodeTransport.connect} takes: the contract's options, plus the
+ * local port to bind before connecting (Tornado's `source_port`).
+ */
+export interface NodeConnectOptions extends ConnectOptions {
+  /** Local port to bind before connecting; 0 or absent lets the system pick. */
+  localPort?: number;
 }
 
 /** Listens once; rejects with the server's 'error' (EADDRINUSE, EACCES, ...). */
@@ -205,8 +202,8 @@ export class NodeTransport implements Transport {
    * const connection = await nodeTransport.connect({ host: "localhost", port: 8443, tls: { ca } });
    * ```
    */
-  connect(options: ConnectOptions): Promise<NodeConnection> {
-    const { path, port, localAddress } = options;
+  connect(options: NodeConnectOptions): Promise<NodeConnection> {
+    const { path, port, localAddress, localPort } = options;
     if ((path === undefined) === (port === undefined)) {
       return Promise.reject(new TypeError("Cannot connect: give either a port or a path"));
     }
@@ -225,7 +222,7 @@ export class NodeTransport implements Transport {
         rejectUnauthorized: settings.rejectUnauthorized ?? true,
       };
       if (path !== undefined) tlsOptions.path = path;
-      else Object.assign(tlsOptions, { host, port, localAddress });
+      else Object.assign(tlsOptions, { host, port, localAddress, localPort });
       const servername = settings.servername ?? (path === undefined && net.isIP(host) === 0 ? host : undefined);
       if (servername !== undefined) tlsOptions.servername = servername;
       const ca = pemList(settings.ca);
@@ -238,7 +235,7 @@ export class NodeTransport implements Transport {
       socket =
         path !== undefined
           ? net.connect({ path, allowHalfOpen: true, highWaterMark } as net.IpcNetConnectOpts)
-          : net.connect({ host, port: port!, localAddress, allowHalfOpen: true, highWaterMark } as net.TcpNetConnectOpts);
+          : net.connect({ host, port: port!, localAddress, localPort, allowHalfOpen: true, highWaterMark } as net.TcpNetConnectOpts);
       kind = path !== undefined ? "unix" : "tcp";
       readyEvent = "connect";
     }
