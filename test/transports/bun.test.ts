@@ -11,9 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Connection, ConnectionHandler, ConnectOptions, Listener, ListenOptions } from "../../src/core/transport";
+import type { Connection, ConnectionHandler, Listener, ListenOptions } from "../../src/core/transport";
 import { defaultTransport } from "../../src/server/default-transport";
-import { BunConnection, BunTransport, bunTransport, isBun } from "../../src/transports/bun";
+import { type BunConnectOptions, BunConnection, BunTransport, bunTransport, isBun } from "../../src/transports/bun";
 import { nodeTransport } from "../../src/transports/node";
 import { runTransportSuite } from "../transport-contract";
 
@@ -138,7 +138,7 @@ if (!isBun()) {
   /** Listens, connects once, and returns both ends with probes on them. */
   async function connectedPair(
     listen: ListenOptions,
-    connect: (listener: Listener) => ConnectOptions,
+    connect: (listener: Listener) => BunConnectOptions,
     { transport = bunTransport, keep = false }: { transport?: BunTransport; keep?: boolean } = {},
   ): Promise<Pair> {
     let accept!: (connection: Connection) => void;
@@ -175,7 +175,7 @@ if (!isBun()) {
     );
   }
 
-  const tcp = (listener: Listener): ConnectOptions => ({ host: "127.0.0.1", port: listener.address.port });
+  const tcp = (listener: Listener): BunConnectOptions => ({ host: "127.0.0.1", port: listener.address.port });
 
   describe("bun transport: runtime selection", () => {
     it("is the default transport under Bun", () => {
@@ -204,11 +204,17 @@ if (!isBun()) {
       await exchange(pair);
     });
 
-    it("reports IPv4 addresses and binds the local address asked for", async () => {
+    it("reports IPv4 addresses and binds the local address and port asked for", async () => {
+      // A port that is free now: bind it, note it, let it go.
+      const probe = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, () => {});
+      const localPort = probe.address.port;
+      await probe.close();
       const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({
         ...tcp(listener),
         localAddress: "127.0.0.1",
+        localPort,
       }));
+      expect(pair.client.localAddress?.port).toBe(localPort);
       expect(pair.listener.address).toEqual({ family: "IPv4", address: "127.0.0.1", port: pair.listener.address.port });
       expect(pair.client.localAddress?.family).toBe("IPv4");
       expect(pair.client.localAddress?.address).toBe("127.0.0.1");

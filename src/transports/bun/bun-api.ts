@@ -85,6 +85,7 @@ export interface BunSocketOptions<Data> {
   allowHalfOpen?: boolean;
   reusePort?: boolean;
   localAddress?: string;
+  localPort?: number;
 }
 
 /** A `Bun.listen` server. */

@@ -8,4 +8,4 @@
  */
 export { isBun } from "./bun-api";
 export { BunConnection, type BunSocketKind } from "./connection";
-export { BunTransport, bunTransport, type BunTransportOptions } from "./transport";
+export { type BunConnectOptions, BunTransport, bunTransport, type BunTransportOptions } from "./transport";

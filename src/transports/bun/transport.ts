@@ -27,6 +27,12 @@ import {
 } from "./connection";
 import { clientTlsOptions, serverTlsOptions } from "./tls-options";
 
+/** {@link ConnectOptions} and what Bun adds. */
+export interface BunConnectOptions extends ConnectOptions {
+  /** Local port to bind before connecting (as Node's `localPort`). */
+  localPort?: number;
+}
+
 /** Options of a {@link BunTransport}. */
 export interface BunTransportOptions {
   /**
@@ -111,7 +117,7 @@ class BunListener implements Listener {
  *   do on Node. Bun has no `backlog` option; it is ignored.
  * - `connect({ host, port })` or `connect({ path })`, with `tls: true` or
  *   `{ servername, ca, rejectUnauthorized, alpnProtocols }`; resolves after
- *   the TLS handshake.
+ *   the TLS handshake. `localAddress` and `localPort` bind the source.
  * - Every socket is half-open capable: the peer's FIN is reported as `end`
  *   and the driver decides when to end its side.
  *
@@ -212,7 +218,7 @@ export class BunTransport implements Transport {
    * const connection = await bunTransport.connect({ host: "localhost", port: 8443, tls: { ca } });
    * ```
    */
-  connect(options: ConnectOptions): Promise<BunConnection> {
+  connect(options: BunConnectOptions): Promise<BunConnection> {
     return new Promise<BunConnection>((resolve, reject) => {
       const bun = bunRuntime("connect");
       const { path, port, localAddress } = options;
@@ -231,6 +237,7 @@ export class BunTransport implements Transport {
         config.hostname = host;
         config.port = port!;
         if (localAddress !== undefined) config.localAddress = localAddress;
+        if (options.localPort !== undefined) config.localPort = options.localPort;
       }
       if (tls) config.tls = clientTlsOptions(options.tls as true | Exclude<ConnectOptions["tls"], boolean | undefined>, host, path !== undefined);
       // Bun resolves this when TCP connects; the connection itself settles
