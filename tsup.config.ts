@@ -7,6 +7,8 @@ export const entries = {
   http1: "src/protocols/http1/index.ts",
   websocket: "src/protocols/websocket/index.ts",
   server: "src/server/index.ts",
+  client: "src/client/index.ts",
+  testing: "src/testing/index.ts",
   web: "src/web/index.ts",
   "transports/node": "src/transports/node/index.ts",
   "transports/memory": "src/transports/memory/index.ts",

@@ -31,3 +31,4 @@ export {
   type QueueOptions,
   type QueueStore,
 } from "./queues";
+export * from "./iostream";

@@ -135,6 +135,8 @@ export interface ConnectOptions {
   tls?: boolean | TlsClientOptions;
   /** Local address to bind before connecting. */
   localAddress?: string;
+  /** Local port to bind before connecting (0 or absent: any). */
+  localPort?: number;
   /** High-water mark for the connection's unflushed output, in bytes. */
   highWaterMark?: number;
 }

@@ -7,3 +7,4 @@ export * from "./http-server";
 export * from "./request";
 export { defaultTransport } from "./default-transport";
 export * from "./process";
+export * from "./tcp-server";

@@ -5,4 +5,4 @@
  * @module
  */
 export { NodeConnection, type NodeSocketKind } from "./connection";
-export { NodeTransport, nodeTransport, type NodeTransportOptions } from "./transport";
+export { NodeTransport, nodeTransport, type NodeConnectOptions, type NodeTransportOptions } from "./transport";
