@@ -12,6 +12,7 @@ export const entries = {
   web: "src/web/index.ts",
   "transports/node": "src/transports/node/index.ts",
   "transports/memory": "src/transports/memory/index.ts",
+  "transports/bun": "src/transports/bun/index.ts",
 };
 
 export default defineConfig({

@@ -32,7 +32,7 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // The JSON report is what .ci/run counts; the default reporter is for people.
-    reporters: ["default", ["json", { outputFile: ".test-report/node.json" }]],
+    reporters: ["default", ["json", { outputFile: `.test-report/${process.versions.bun ? "bun" : "node"}.json` }]],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

@@ -11,16 +11,16 @@
  *
  * @module
  */
-import { concatBytes } from "../core/bytes";
-import { consoleLogger, type Logger } from "../core/log";
+import { concatBytes } from "../core";
+import { consoleLogger, type Logger } from "../core";
 import {
   HTTPServer,
   type HTTPMessageDelegate,
   type HTTPServerConnectionDelegate,
   type HTTPServerOptions,
   type ListenTarget,
-} from "../server/http-server";
-import type { HTTPServerRequest } from "../server/request";
+} from "../server";
+import type { HTTPServerRequest } from "../server";
 import { ErrorHandler, EXECUTE, RequestHandler } from "./request-handler";
 import { toURLSpec, type InitArgs, type RequestHandlerClass, type Route, type URLSpec } from "./routing";
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { reasonPhrase } from "../protocols/http1/status";
+import { reasonPhrase } from "../protocols/http1";
 
 /** Options of {@link HTTPError}. */
 export interface HTTPErrorOptions {

@@ -21,10 +21,10 @@
  */
 import { Buffer } from "node:buffer";
 import * as crypto from "node:crypto";
-import { EMPTY_BYTES, utf8Decode } from "../core/bytes";
-import { STATUS_REASONS } from "../protocols/http1/status";
-import { isValidHeaderName, isValidHeaderValue } from "../protocols/http1/serialize";
-import { parseQueryString, type HTTPServerRequest } from "../server/request";
+import { EMPTY_BYTES, utf8Decode } from "../core";
+import { STATUS_REASONS } from "../protocols/http1";
+import { isValidHeaderName, isValidHeaderValue } from "../protocols/http1";
+import { parseQueryString, type HTTPServerRequest } from "../server";
 import type { Application, ApplicationSettings } from "./application";
 import { Finish, HTTPError, MissingArgumentError } from "./errors";
 import { urlUnquote, type InitArgs } from "./routing";

@@ -14,7 +14,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { HTTPServerRequest } from "../server/request";
+import type { HTTPServerRequest } from "../server";
 import type { Application } from "./application";
 import type { RequestHandler } from "./request-handler";
 

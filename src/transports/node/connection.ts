@@ -106,6 +106,8 @@ export class NodeConnection implements Connection {
   static {
     onEnd = function (this: TyphoonSocket): void {
       const connection = this[kConnection];
+      // Bun's node:net emits `end` after resetAndDestroy(); a destroyed connection reports only `close`.
+      if (connection.#closed) return;
       const handler = connection.#handler;
       if (handler === null) connection.#pendingEnd = true;
       else handler.end();
