@@ -6,6 +6,7 @@
  * and add their routes to `routes()`.
  */
 import { Application, RequestHandler, type ApplicationSettings, type Route } from "typhoon";
+import { ChatPageHandler, ChatRoom, ChatSocketHandler, EchoWebSocket } from "./websocket";
 
 /** `GET /`: Tornado's hello world. */
 export class MainHandler extends RequestHandler {
@@ -25,11 +26,16 @@ export class EchoHandler extends RequestHandler {
   }
 }
 
-/** The demo's routes, in order. */
+/** The demo's routes, in order. Each call makes a new chat room. */
 export function routes(): Route[] {
+  const room = new ChatRoom();
   return [
     ["/", MainHandler],
     ["/echo", EchoHandler],
+    // WebSocket demos (examples/websocket.ts).
+    ["/ws/echo", EchoWebSocket],
+    ["/chat", ChatPageHandler, { room }],
+    ["/chatsocket", ChatSocketHandler, { room }],
   ];
 }
 

@@ -38,3 +38,4 @@ export {
   type URLSpecOptions,
 } from "./routing";
 export { VERSION } from "./version";
+export { WebSocketHandler, WebSocketClosedError, DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE, type WebSocketCompressionOptions, type WebSocketMessage, type WriteMessageOptions } from "./websocket";

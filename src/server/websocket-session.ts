@@ -1,0 +1,891 @@
+/**
+ * The WebSocket driver: runs a sans-I/O {@link WebSocketConnection} over a
+ * transport {@link Connection}, for either role. The server's
+ * `WebSocketHandler` and the client's `websocketConnect` both sit on it.
+ *
+ * ## How this works
+ *
+ * - **Input.** Bytes from the transport go to the engine; the driver then
+ *   drains its events and calls the handler (`onMessage`, `onPing`,
+ *   `onPong`). When `onMessage` returns a promise, no further event is
+ *   taken and the transport is paused until it settles, as Tornado awaits
+ *   `on_message` before reading the next frame: a slow consumer pushes back
+ *   on the peer through TCP instead of growing memory.
+ * - **Output.** Everything the engine queued while handling one read (pongs,
+ *   the echo of a close, messages sent from the handler) goes out with one
+ *   transport write at the end of the read; sends made outside a read are
+ *   written together in a microtask.
+ * - **Backpressure.** {@link WebSocketSession.send} resolves once the
+ *   message is handed to the transport below its high-water mark. While the
+ *   transport is above it (its `write` returned false and no `drain` came
+ *   yet), further messages wait unencoded in a queue, and their promises
+ *   with them, so a writer that awaits its sends is paused by a slow reader.
+ *   Reading is not paused on a full output (two peers that both stream would
+ *   deadlock); instead pongs owed while the output is full are folded into
+ *   one for the latest ping, as RFC 6455 §5.5.3 allows.
+ * - **Closing.** Once a close frame is sent or received, a timer of
+ *   `closeTimeout` ms runs (Tornado: 5 s). When the engine says the
+ *   transport should close (`shouldCloseTransport`: the close handshake is
+ *   done on the server, the peer broke the protocol, or its side ended), the
+ *   driver flushes and half-closes (FIN), then waits up to `closeTimeout`
+ *   for the peer's side before destroying the connection. A client whose
+ *   close handshake is done waits for the server to close TCP first (RFC
+ *   6455 §7.1.1), and closes itself when the timer fires. A peer that never
+ *   answers our close frame is destroyed when the timer fires.
+ * - **Keep-alive.** With `pingInterval`, a ping goes out every interval. If
+ *   nothing at all arrives within `pingTimeout` ms of a ping that was not
+ *   yet followed by any input, the connection is closed as Tornado does it
+ *   (a close frame without a code; the close timer then takes care of a
+ *   dead peer).
+ * - **The end.** When the transport reports its close, queued and waiting
+ *   sends reject with {@link WebSocketClosedError}, the codec is released,
+ *   and the handler's `onClose(code, reason)` runs once.
+ *
+ * Time comes from an injected {@link Clock}.
+ *
+ * @module
+ */
+import { systemClock, type Clock, type TimerHandle } from "../core/clock";
+import { LocalProtocolError, type RemoteProtocolError } from "../core/errors";
+import { consoleLogger, type Logger } from "../core/log";
+import type { Connection, ConnectionHandler } from "../core/transport";
+import { ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE } from "../protocols/websocket/constants";
+import { WebSocketConnection, type ConnectionState, type WebSocketEvent, type WebSocketRole } from "../protocols/websocket/connection";
+import type { DeflateCodec, DeflateCodecFactory, PerMessageDeflateParams } from "../protocols/websocket/deflate";
+import { createZlibDeflateCodec } from "../protocols/websocket/deflate-zlib";
+import { isValidUtf8 } from "../protocols/websocket/utf8";
+
+/** Time allowed for the close handshake and for the peer to close its side: 5 s, as Tornado. */
+export const DEFAULT_CLOSE_TIMEOUT = 5_000;
+/** Default largest message for `WebSocketHandler` and `websocketConnect`: 10 MiB, as Tornado's `_default_max_message_size`. */
+export const DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE = 10 * 1024 * 1024;
+/** Smallest default ping timeout: 30 s (Tornado's default is `max(3 * pingInterval, 30 s)`). */
+export const MIN_DEFAULT_PING_TIMEOUT = 30_000;
+/** Queued messages are encoded and written in batches of about this many bytes after a `drain`. */
+const DRAIN_BATCH_BYTES = 64 * 1024;
+
+const EMPTY = new Uint8Array(0);
+const noop = (): void => {};
+
+/**
+ * A message was sent (or a ping, or a close) on a WebSocket that is closed
+ * or closing (Tornado's `WebSocketClosedError`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await handler.writeMessage("hello");
+ * } catch (e) {
+ *   if (e instanceof WebSocketClosedError) return; // the peer left
+ *   throw e;
+ * }
+ * ```
+ */
+export class WebSocketClosedError extends Error {
+  override name = "WebSocketClosedError";
+
+  constructor(message = "Cannot send: the WebSocket is closed") {
+    super(message);
+  }
+}
+
+/** What a {@link WebSocketSession} reports to its owner. */
+export interface WebSocketSessionHandler {
+  /**
+   * A whole message: text as a string, binary as bytes. Return a promise to
+   * hold back the next events (and pause the transport) until it settles.
+   * Throwing or rejecting closes the connection with 1011.
+   */
+  onMessage(message: string | Uint8Array): void | Promise<void>;
+  /** A ping arrived (the pong is sent by the driver). */
+  onPing?(data: Uint8Array): void;
+  /** A pong arrived. */
+  onPong?(data: Uint8Array): void;
+  /**
+   * The transport is closed: called once, last. `code` is the peer's close
+   * code (1005 if its close frame had none), the code we failed the
+   * connection with when the peer broke the protocol (1002, 1007, 1009...),
+   * or 1006 when no close frame was received.
+   */
+  onClose(code: number, reason: string): void;
+}
+
+/** zlib tuning for permessage-deflate, on either side. */
+export interface CompressionTuning {
+  /**
+   * zlib level 0..9, or -1 for zlib's default (6) (Tornado's `compression_level`).
+   * @default -1
+   */
+  compressionLevel?: number;
+  /**
+   * zlib memLevel 1..9 (Tornado's `mem_level`).
+   * @default 8
+   */
+  memLevel?: number;
+  /**
+   * Messages shorter than this many bytes are sent uncompressed (ws does the
+   * same; Tornado compresses everything, which is `threshold: 0`).
+   * @default 1024
+   */
+  threshold?: number;
+}
+
+/** Options of a {@link WebSocketSession}. `role` and `handler` are required. */
+export interface WebSocketSessionOptions {
+  /** `"server"` (expects masked frames, closes TCP first) or `"client"`. */
+  role: WebSocketRole;
+  /** Receives messages, pings, pongs and the close. */
+  handler: WebSocketSessionHandler;
+  /** Bytes that came after the handshake, before the session took the connection. */
+  trailingData?: Uint8Array;
+  /** The negotiated permessage-deflate, or null for none. @default null */
+  perMessageDeflate?: PerMessageDeflateParams | null;
+  /** zlib tuning when permessage-deflate is in force. */
+  compression?: CompressionTuning;
+  /** Builds the codec for `perMessageDeflate`. @default createZlibDeflateCodec */
+  codecFactory?: DeflateCodecFactory;
+  /**
+   * Largest message accepted, in bytes; a larger one closes with 1009.
+   * `Infinity` for none.
+   * @default 16 MiB (the engine's default; Tornado: 10 MiB)
+   */
+  maxMessageSize?: number;
+  /** Largest frame accepted, in bytes. @default 16 MiB, or `maxMessageSize` if larger */
+  maxFrameSize?: number;
+  /**
+   * Milliseconds between pings; 0 or `Infinity` for none (Tornado's
+   * `websocket_ping_interval`, in seconds there).
+   * @default 0
+   */
+  pingInterval?: number;
+  /**
+   * Milliseconds after an unanswered ping (no byte at all received since)
+   * after which the connection is closed (Tornado's `websocket_ping_timeout`).
+   * @default max(3 * pingInterval, 30000), as Tornado
+   */
+  pingTimeout?: number;
+  /** Milliseconds allowed for the close handshake and the peer's TCP close. @default 5000 */
+  closeTimeout?: number;
+  /** Source of time for the timers. @default systemClock */
+  clock?: Clock;
+  /** Where errors thrown by the handler are reported. @default consoleLogger() */
+  logger?: Logger;
+  /** Random bytes for client masking keys (tests pass a fixed source). */
+  maskKeySource?: (bytes: Uint8Array) => void;
+}
+
+/** Options of {@link WebSocketSession.send}. */
+export interface WebSocketSendOptions {
+  /** Send as a binary message. @default true for bytes, false for a string */
+  binary?: boolean;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface QueuedSend extends Waiter {
+  readonly data: string | Uint8Array;
+  readonly binary: boolean;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+/** A promise whose rejection never counts as unhandled (callers may ignore it, as in Tornado). */
+function quiet<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop);
+  return promise;
+}
+
+function checkDuration(name: string, value: number | undefined, fallback: number, allowZero: boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0 || (value === 0 && !allowZero)) {
+    throw new RangeError(`Cannot use ${name} ${String(value)}: it must be a ${allowZero ? "non-negative" : "positive"} number of milliseconds (Infinity for none)`);
+  }
+  return value;
+}
+
+/**
+ * One WebSocket connection at work: the engine, the transport, the timers
+ * and the backpressure. Made by `WebSocketHandler` (server) and
+ * `websocketConnect` (client); use it directly to speak WebSocket over a
+ * connection you upgraded yourself.
+ *
+ * @example
+ * ```ts
+ * // In an HTTPServer request callback, after a successful serverHandshake():
+ * request.connection.writeHeaders(101, hs.headers);
+ * const { connection, trailingData, release } = request.connection.detach({
+ *   onShutdown: () => session.close(1001, "Going Away"),
+ * });
+ * const session = new WebSocketSession(connection, {
+ *   role: "server",
+ *   trailingData,
+ *   perMessageDeflate: hs.perMessageDeflate,
+ *   handler: {
+ *     onMessage: (message) => session.send(message), // echo, awaiting backpressure
+ *     onClose: () => release(),
+ *   },
+ * });
+ * session.start();
+ * ```
+ */
+export class WebSocketSession {
+  readonly #connection: Connection;
+  readonly #engine: WebSocketConnection;
+  readonly #handler: WebSocketSessionHandler;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #isServer: boolean;
+  readonly #pingInterval: number;
+  readonly #pingTimeout: number;
+  readonly #closeTimeout: number;
+
+  #started = false;
+  #pumping = false;
+  /** A handler promise (open or onMessage) is pending: no events are taken. */
+  #waiting = false;
+  /** The handler threw: it gets no more events, only onClose. */
+  #failed = false;
+  #readPaused = false;
+  /** The transport reported the peer's end. */
+  #eof = false;
+  /** We half-closed the transport. */
+  #ended = false;
+  #transportClosed = false;
+  #closeCode: number | null = null;
+  #closeReason: string | null = null;
+  #error: RemoteProtocolError | null = null;
+  /** A close was asked for by the application (or the driver): no more sends. */
+  #closeRequested = false;
+
+  // Output and backpressure.
+  #blocked = false;
+  #flushScheduled = false;
+  #queue: QueuedSend[] = [];
+  #batch: Waiter[] = [];
+  #drainWaiters: Waiter[] = [];
+  #pendingPong: Uint8Array | null = null;
+
+  // Timers.
+  #closeTimer: TimerHandle | null = null;
+  #lingerTimer: TimerHandle | null = null;
+  #pingTimer: TimerHandle | null = null;
+  #pingCheckTimer: TimerHandle | null = null;
+  #lastReceived: number;
+  /** When the oldest ping not yet followed by input was sent; -1 if none. */
+  #pingSentAt = -1;
+
+  readonly #closed: Promise<void>;
+  #markClosed!: () => void;
+  /** What the transport calls (kept apart from the public `close`). */
+  readonly #transportHandler: ConnectionHandler = {
+    data: (chunk) => this.#onData(chunk),
+    end: () => this.#onEnd(),
+    drain: () => this.#onDrain(),
+    close: (error) => this.#onTransportClose(error),
+  };
+
+  /**
+   * Takes over `connection` (sets itself as its handler). Events are held
+   * until {@link start} is called, so that `open` can run first.
+   *
+   * @example
+   * ```ts
+   * const session = new WebSocketSession(connection, { role: "client", handler });
+   * session.start();
+   * ```
+   */
+  constructor(connection: Connection, options: WebSocketSessionOptions) {
+    if (typeof options !== "object" || options === null) throw new TypeError("WebSocketSession options must be an object");
+    const handler = options.handler;
+    if (typeof handler !== "object" || handler === null || typeof handler.onMessage !== "function" || typeof handler.onClose !== "function") {
+      throw new TypeError("Cannot create a WebSocketSession: the handler needs onMessage and onClose");
+    }
+    this.#connection = connection;
+    this.#handler = handler;
+    this.#isServer = options.role === "server";
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? consoleLogger();
+    this.#pingInterval = checkDuration("pingInterval", options.pingInterval, 0, true);
+    const defaultTimeout = Number.isFinite(this.#pingInterval) ? Math.max(3 * this.#pingInterval, MIN_DEFAULT_PING_TIMEOUT) : Infinity;
+    this.#pingTimeout = checkDuration("pingTimeout", options.pingTimeout, defaultTimeout, false);
+    this.#closeTimeout = checkDuration("closeTimeout", options.closeTimeout, DEFAULT_CLOSE_TIMEOUT, false);
+
+    const maxMessageSize = options.maxMessageSize;
+    const maxFrameSize = options.maxFrameSize ?? (maxMessageSize !== undefined && maxMessageSize > 16 * 1024 * 1024 ? maxMessageSize : undefined);
+    const params = options.perMessageDeflate ?? null;
+    let codec: DeflateCodec | null = null;
+    const tuning = options.compression ?? {};
+    if (params !== null) {
+      const factory = options.codecFactory;
+      codec = factory !== undefined
+        ? factory(params, options.role)
+        : createZlibDeflateCodec(params, options.role, {
+            ...(tuning.compressionLevel === undefined ? {} : { level: tuning.compressionLevel }),
+            ...(tuning.memLevel === undefined ? {} : { memLevel: tuning.memLevel }),
+          });
+    }
+    try {
+      this.#engine = new WebSocketConnection({
+        role: options.role,
+        maxMessageSize,
+        maxFrameSize,
+        // Pongs are sent here, so that those owed while the output is full fold into one.
+        autoPong: false,
+        perMessageDeflate: codec === null ? null : { codec, threshold: tuning.threshold },
+        maskKeySource: options.maskKeySource,
+      });
+    } catch (error) {
+      codec?.close();
+      throw error;
+    }
+    this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
+    this.#lastReceived = this.#clock.now();
+    const trailing = options.trailingData;
+    if (trailing !== undefined && trailing.byteLength > 0) this.#engine.receiveData(trailing);
+    this.#readPaused = true;
+    connection.pause();
+    connection.setHandler(this.#transportHandler);
+    if (Number.isFinite(this.#pingInterval) && this.#pingInterval > 0) {
+      this.#pingTimer = this.#clock.setTimeout(this.#onPingTimer, this.#pingInterval);
+    }
+  }
+
+  // ------------------------------------------------------------------ status
+
+  /** `"server"` or `"client"`. @example `session.role // "server"` */
+  get role(): WebSocketRole {
+    return this.#isServer ? "server" : "client";
+  }
+
+  /** The engine's state (`OPEN`, `LOCAL_CLOSING`, `REMOTE_CLOSING`, `CLOSED`). @example `if (session.state === "OPEN") ...` */
+  get state(): ConnectionState {
+    return this.#engine.state;
+  }
+
+  /** True once the transport is closed. @example `if (session.isClosed) return;` */
+  get isClosed(): boolean {
+    return this.#transportClosed;
+  }
+
+  /**
+   * True once no more messages may be sent: a close frame was sent or
+   * received, or the transport is going away (Tornado's `is_closing`).
+   *
+   * @example
+   * ```ts
+   * if (!session.isClosing) void session.send("tick");
+   * ```
+   */
+  get isClosing(): boolean {
+    return !this.#canSend();
+  }
+
+  /** Resolves once the transport is closed (never rejects). @example `await session.closed;` */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /**
+   * The close code once known: the peer's (1005 when its close frame had
+   * none), the one we failed the connection with, or 1006; null before.
+   *
+   * @example
+   * ```ts
+   * await session.closed;
+   * console.log(session.closeCode, session.closeReason);
+   * ```
+   */
+  get closeCode(): number | null {
+    return this.#closeCode;
+  }
+
+  /** The reason that came with {@link closeCode}; null before. @example `session.closeReason // "bye"` */
+  get closeReason(): string | null {
+    return this.#closeReason;
+  }
+
+  /** The protocol error the peer made, if that is why the connection closed. @example `session.error?.code // "WS_ERR_INVALID_UTF8"` */
+  get error(): RemoteProtocolError | null {
+    return this.#error;
+  }
+
+  /**
+   * Bytes not yet delivered to the peer: messages waiting in the queue plus
+   * what the transport holds.
+   *
+   * @example
+   * ```ts
+   * if (session.bufferedAmount > 1 << 20) console.warn("slow reader");
+   * ```
+   */
+  get bufferedAmount(): number {
+    let queued = 0;
+    for (const q of this.#queue) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
+    return queued + this.#engine.outputLength + (this.#transportClosed ? 0 : this.#connection.writableLength);
+  }
+
+  // ----------------------------------------------------------------- control
+
+  /**
+   * Starts taking events. With a promise (an async `open`), events wait
+   * until it settles; a rejection closes the connection with 1011.
+   *
+   * @example
+   * ```ts
+   * session.start(handler.open()); // open may be async
+   * ```
+   */
+  start(ready?: unknown): void {
+    if (this.#started) throw new LocalProtocolError("ERR_WS_STARTED", "Cannot start the WebSocket session: it was started already");
+    this.#started = true;
+    if (isThenable(ready)) {
+      this.#wait(ready);
+      this.#updateReading();
+      return;
+    }
+    this.#updateReading();
+    this.#pump();
+  }
+
+  /**
+   * Sends a message: a string as text, bytes as binary (or as `binary`
+   * says). Resolves once the message is handed to the transport below its
+   * high-water mark; rejects with {@link WebSocketClosedError} if the
+   * connection is closing or closes first. The promise may be ignored.
+   *
+   * @example
+   * ```ts
+   * for (const row of rows) await session.send(JSON.stringify(row)); // paced by the reader
+   * ```
+   */
+  send(data: string | Uint8Array, options: WebSocketSendOptions = {}): Promise<void> {
+    const isString = typeof data === "string";
+    if (!isString && !(data instanceof Uint8Array)) throw new TypeError("Cannot send a message: it must be a string or a Uint8Array");
+    const binary = options.binary ?? !isString;
+    if (!binary && !isString && !isValidUtf8(data)) {
+      throw new TypeError("Cannot send bytes as a text message: they are not valid UTF-8");
+    }
+    if (!this.#canSend()) return quiet(Promise.reject(new WebSocketClosedError()));
+    if (this.#blocked || this.#queue.length > 0) {
+      return quiet(new Promise<void>((resolve, reject) => this.#queue.push({ data, binary, resolve, reject })));
+    }
+    this.#engine.send(data, { binary });
+    const promise = quiet(new Promise<void>((resolve, reject) => this.#batch.push({ resolve, reject })));
+    this.#scheduleFlush();
+    return promise;
+  }
+
+  /**
+   * Sends a ping (at most 125 bytes). Throws {@link WebSocketClosedError}
+   * when the connection is closing, as Tornado.
+   *
+   * @example
+   * ```ts
+   * session.ping("hello");
+   * ```
+   */
+  ping(data: string | Uint8Array = EMPTY): void {
+    if (!this.#canSend()) throw new WebSocketClosedError("Cannot send a ping: the WebSocket is closed");
+    this.#engine.sendPing(data);
+    this.#scheduleFlush();
+  }
+
+  /**
+   * Starts the closing handshake (a close frame with `code` and `reason`;
+   * a reason without a code sends 1000, as Tornado) and resolves once the
+   * transport is closed. Messages still waiting in the queue are dropped
+   * (their promises reject); messages already handed to the transport go
+   * first. Calling it again, or after the peer closed, just waits.
+   *
+   * @example
+   * ```ts
+   * await session.close(1000, "bye");
+   * ```
+   */
+  close(code?: number, reason?: string): Promise<void> {
+    if (code === undefined && reason !== undefined) code = NORMAL_CLOSURE;
+    if (!this.#transportClosed && !this.#ended && this.#engine.state === "OPEN") {
+      this.#engine.sendClose(code, reason ?? "");
+      this.#afterCloseSent();
+      this.#scheduleFlush();
+    }
+    return this.#closed;
+  }
+
+  /**
+   * Closes the transport at once, without a close handshake.
+   *
+   * @example
+   * ```ts
+   * session.destroy();
+   * ```
+   */
+  destroy(): void {
+    if (!this.#transportClosed) this.#connection.destroy();
+  }
+
+  /**
+   * Turns Nagle's algorithm off (true) or on (Tornado's `set_nodelay`).
+   *
+   * @example
+   * ```ts
+   * session.setNoDelay(true);
+   * ```
+   */
+  setNoDelay(noDelay: boolean): void {
+    if (!this.#transportClosed) this.#connection.setNoDelay(noDelay);
+  }
+
+  // ------------------------------------------------------- transport handler
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#transportClosed || this.#eof) return;
+    this.#lastReceived = this.#clock.now();
+    this.#engine.receiveData(chunk);
+    this.#pump();
+  }
+
+  #onEnd(): void {
+    if (this.#transportClosed || this.#eof) return;
+    this.#eof = true;
+    this.#engine.receiveEof();
+    if (this.#ended) return; // both sides have sent FIN: the transport closes now
+    this.#pump();
+    // The pump may be held by a handler promise: the peer is gone all the same.
+    if (this.#waiting && !this.#ended) this.#endTransport();
+  }
+
+  #onDrain(): void {
+    if (this.#transportClosed) return;
+    this.#blocked = false;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w.resolve();
+    const pong = this.#pendingPong;
+    if (pong !== null) {
+      this.#pendingPong = null;
+      if (this.#engine.state === "OPEN") this.#engine.sendPong(pong);
+    }
+    while (this.#queue.length > 0 && !this.#blocked && !this.#transportClosed) {
+      if (!this.#canSend()) {
+        this.#rejectQueue();
+        break;
+      }
+      while (this.#queue.length > 0 && this.#engine.outputLength < DRAIN_BATCH_BYTES) {
+        const next = this.#queue.shift()!;
+        this.#engine.send(next.data, { binary: next.binary });
+        this.#batch.push(next);
+      }
+      this.#flush();
+    }
+    if (!this.#pumping) this.#flush();
+  }
+
+  #onTransportClose(error: Error | undefined): void {
+    if (this.#transportClosed) return;
+    this.#transportClosed = true;
+    this.#clearTimers();
+    // Release the codec and learn how it ended, if the engine does not know yet.
+    if (!this.#engine.closed) {
+      if (!this.#eof) this.#engine.receiveEof();
+      for (let e = this.#engine.nextEvent(); e.type !== "need-data"; e = this.#engine.nextEvent()) {
+        if (e.type === "close" && this.#closeCode === null) this.#setClose(e.code, e.reason);
+      }
+    }
+    if (this.#closeCode === null) this.#setClose(ABNORMAL_CLOSURE, "");
+    if (error !== undefined) this.#logger.debug(`WebSocket transport closed with an error: ${error.message}`);
+    const closedError = new WebSocketClosedError();
+    const waiters = [...this.#batch, ...this.#drainWaiters, ...this.#queue];
+    this.#batch = [];
+    this.#drainWaiters = [];
+    this.#queue = [];
+    for (const w of waiters) w.reject(closedError);
+    try {
+      this.#handler.onClose(this.#closeCode!, this.#closeReason!);
+    } catch (err) {
+      this.#logger.error("Uncaught error in a WebSocket onClose", err);
+    }
+    this.#markClosed();
+  }
+
+  // ------------------------------------------------------------------- input
+
+  #pump(): void {
+    if (this.#pumping || this.#waiting || !this.#started || this.#transportClosed) return;
+    this.#pumping = true;
+    try {
+      for (;;) {
+        const event = this.#engine.nextEvent();
+        if (event.type === "need-data") break;
+        this.#onEvent(event);
+        if (this.#waiting || this.#transportClosed) break;
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    if (this.#transportClosed) return;
+    this.#flush();
+    this.#updateReading();
+  }
+
+  #onEvent(event: Exclude<WebSocketEvent, { type: "need-data" }>): void {
+    switch (event.type) {
+      case "text":
+      case "binary": {
+        if (this.#failed) return;
+        let result: unknown;
+        try {
+          result = this.#handler.onMessage(event.data);
+        } catch (err) {
+          this.#handlerFailed(err, "onMessage");
+          return;
+        }
+        if (isThenable(result)) this.#wait(result, "onMessage");
+        return;
+      }
+      case "ping":
+        // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
+        // Pong frame in response, unless it already received a Close frame."
+        if (this.#engine.state === "OPEN") {
+          if (this.#blocked) this.#pendingPong = event.data;
+          else this.#engine.sendPong(event.data);
+        }
+        this.#callback("onPing", event.data);
+        return;
+      case "pong":
+        this.#callback("onPong", event.data);
+        return;
+      case "close":
+        if (this.#closeCode === null) this.#setClose(event.code, event.reason);
+        this.#closeRequested = true;
+        this.#stopPinging();
+        this.#rejectQueue();
+        this.#armCloseTimer();
+        return;
+      case "error":
+        this.#error = event.error;
+        if (this.#closeCode === null) this.#setClose(event.error.closeCode ?? ABNORMAL_CLOSURE, "");
+        this.#logger.debug(`WebSocket peer broke the protocol: ${event.error.message}`);
+        this.#afterCloseSent();
+        return;
+    }
+  }
+
+  #callback(name: "onPing" | "onPong", data: Uint8Array): void {
+    if (this.#failed) return;
+    const fn = this.#handler[name];
+    if (fn === undefined) return;
+    try {
+      const result: unknown = fn.call(this.#handler, data);
+      if (isThenable(result)) result.then(undefined, (err: unknown) => this.#handlerFailed(err, name));
+    } catch (err) {
+      this.#handlerFailed(err, name);
+    }
+  }
+
+  /** Holds the events until `pending` settles. */
+  #wait(pending: PromiseLike<unknown>, what = "open"): void {
+    this.#waiting = true;
+    pending.then(
+      () => {
+        this.#waiting = false;
+        if (this.#transportClosed) return;
+        this.#updateReading();
+        this.#pump();
+      },
+      (err: unknown) => {
+        this.#waiting = false;
+        if (this.#transportClosed) return;
+        this.#handlerFailed(err, what);
+        this.#updateReading();
+        this.#pump();
+      },
+    );
+  }
+
+  /** The handler threw: log, and close with 1011 (RFC 6455 §7.4.1 "Internal Error"). */
+  #handlerFailed(err: unknown, where: string): void {
+    this.#failed = true;
+    this.#logger.error(`Uncaught error in WebSocket ${where}`, err);
+    if (this.#transportClosed) return;
+    if (this.#engine.state === "OPEN" && !this.#ended) {
+      this.#engine.sendClose(INTERNAL_ERROR, "");
+      this.#afterCloseSent();
+    }
+    this.#scheduleFlush();
+  }
+
+  #updateReading(): void {
+    if (this.#transportClosed) return;
+    const pause = !this.#ended && (!this.#started || this.#waiting);
+    if (pause !== this.#readPaused) {
+      this.#readPaused = pause;
+      if (pause) this.#connection.pause();
+      else this.#connection.resume();
+    }
+  }
+
+  #setClose(code: number, reason: string): void {
+    this.#closeCode = code;
+    this.#closeReason = reason;
+  }
+
+  // ------------------------------------------------------------------ output
+
+  #canSend(): boolean {
+    return !this.#transportClosed && !this.#ended && !this.#closeRequested && this.#engine.state === "OPEN";
+  }
+
+  #scheduleFlush(): void {
+    if (this.#pumping || this.#flushScheduled || this.#transportClosed) return;
+    this.#flushScheduled = true;
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  /** One transport write for what the engine queued; settles the batch; closes when due. */
+  #flush(): void {
+    if (this.#transportClosed) return;
+    const out = this.#engine.takeOutput();
+    if (out !== null && !this.#ended) {
+      if (!this.#connection.write(out)) this.#blocked = true;
+    }
+    const batch = this.#batch;
+    if (batch.length > 0) {
+      this.#batch = [];
+      if (this.#blocked) for (const w of batch) this.#drainWaiters.push(w);
+      else for (const w of batch) w.resolve();
+    }
+    if (!this.#ended && this.#engine.shouldCloseTransport) this.#endTransport();
+  }
+
+  /** Our close frame is queued: no more sends, and the peer has `closeTimeout` to answer. */
+  #afterCloseSent(): void {
+    this.#closeRequested = true;
+    this.#stopPinging();
+    this.#rejectQueue();
+    this.#armCloseTimer();
+  }
+
+  #rejectQueue(): void {
+    if (this.#queue.length === 0) return;
+    const queue = this.#queue;
+    this.#queue = [];
+    const error = new WebSocketClosedError();
+    for (const q of queue) q.reject(error);
+  }
+
+  /** Half-closes (after what was written) and gives the peer `closeTimeout` to close its side. */
+  #endTransport(): void {
+    this.#ended = true;
+    this.#stopPinging();
+    this.#rejectQueue();
+    this.#connection.end();
+    if (this.#closeTimer !== null) {
+      this.#clock.clearTimeout(this.#closeTimer);
+      this.#closeTimer = null;
+    }
+    if (this.#eof) return; // the peer's side ended already: the transport closes now
+    this.#lingerTimer = this.#clock.setTimeout(this.#onLingerTimer, this.#closeTimeout);
+    // Read on, to see the peer's FIN.
+    this.#updateReading();
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  #armCloseTimer(): void {
+    if (this.#closeTimer !== null || this.#ended || this.#transportClosed) return;
+    this.#closeTimer = this.#clock.setTimeout(this.#onCloseTimer, this.#closeTimeout);
+  }
+
+  readonly #onCloseTimer = (): void => {
+    this.#closeTimer = null;
+    if (this.#transportClosed || this.#ended) return;
+    if (!this.#isServer && this.#engine.closed) {
+      // RFC 6455 §7.1.1: the server should close TCP first; it did not, so we do.
+      this.#flush();
+      if (!this.#ended) this.#endTransport();
+      return;
+    }
+    this.#logger.debug(`WebSocket close handshake timed out after ${this.#closeTimeout} ms`);
+    this.#connection.destroy();
+  };
+
+  readonly #onLingerTimer = (): void => {
+    this.#lingerTimer = null;
+    if (!this.#transportClosed) this.#connection.destroy();
+  };
+
+  readonly #onPingTimer = (): void => {
+    this.#pingTimer = null;
+    if (!this.#canSend()) return;
+    const now = this.#clock.now();
+    if (this.#pingSentAt < 0 || this.#lastReceived >= this.#pingSentAt) {
+      this.#pingSentAt = now;
+      if (this.#pingCheckTimer === null && Number.isFinite(this.#pingTimeout)) {
+        this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout);
+      }
+    }
+    this.#engine.sendPing(EMPTY);
+    this.#scheduleFlush();
+    this.#pingTimer = this.#clock.setTimeout(this.#onPingTimer, this.#pingInterval);
+  };
+
+  readonly #onPingCheck = (): void => {
+    this.#pingCheckTimer = null;
+    if (!this.#canSend()) return;
+    const sentAt = this.#pingSentAt;
+    if (sentAt < 0) return;
+    const now = this.#clock.now();
+    if (this.#lastReceived >= sentAt) {
+      // Answered. A ping sent since then is checked from its own time.
+      this.#pingSentAt = -1;
+      return;
+    }
+    if (this.#waiting) {
+      // Our own handler holds the input back; that is not the peer's fault.
+      this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout);
+      return;
+    }
+    const elapsed = now - sentAt;
+    if (elapsed < this.#pingTimeout) {
+      this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout - elapsed);
+      return;
+    }
+    this.#logger.debug(`WebSocket ping timed out: nothing received for ${elapsed} ms`);
+    // Tornado's periodic_ping: self.close(), a close frame without a code.
+    this.#engine.sendClose();
+    this.#afterCloseSent();
+    this.#scheduleFlush();
+  };
+
+  #stopPinging(): void {
+    if (this.#pingTimer !== null) {
+      this.#clock.clearTimeout(this.#pingTimer);
+      this.#pingTimer = null;
+    }
+    if (this.#pingCheckTimer !== null) {
+      this.#clock.clearTimeout(this.#pingCheckTimer);
+      this.#pingCheckTimer = null;
+    }
+  }
+
+  #clearTimers(): void {
+    this.#stopPinging();
+    if (this.#closeTimer !== null) {
+      this.#clock.clearTimeout(this.#closeTimer);
+      this.#closeTimer = null;
+    }
+    if (this.#lingerTimer !== null) {
+      this.#clock.clearTimeout(this.#lingerTimer);
+      this.#lingerTimer = null;
+    }
+  }
+}
