@@ -9,7 +9,7 @@ import { VirtualClock } from "../../src/core/clock";
 import type { Logger } from "../../src/core/log";
 import type { Connection } from "../../src/core/transport";
 import { HTTPServer, type HTTPServerOptions } from "../../src/server";
-import { createPipe, flushMemory, type MemoryPipeOptions } from "../../src/transports/memory";
+import { createPipe, flushMemory, type MemoryConnection, type MemoryPipeOptions } from "../../src/transports/memory";
 import { Application, type ApplicationSettings, type Route } from "../../src/web";
 
 export { flushMemory };
@@ -158,8 +158,8 @@ export function inflateMessage(data: Uint8Array): Buffer {
 }
 
 /** The raw end of a memory pipe, recording what arrives. */
-export interface RawPeer {
-  readonly conn: Connection;
+export interface RawPeer<C extends Connection = MemoryConnection> {
+  readonly conn: C;
   readonly chunks: Uint8Array[];
   ended: boolean;
   closed: boolean;
@@ -170,8 +170,8 @@ export interface RawPeer {
 }
 
 /** Makes a recording raw peer from a connection; `echoEnd` half-closes when the other side does. */
-export function rawPeer(conn: Connection, echoEnd = true): RawPeer {
-  const peer: RawPeer = {
+export function rawPeer<C extends Connection = MemoryConnection>(conn: C, echoEnd = true): RawPeer<C> {
+  const peer: RawPeer<C> = {
     conn,
     chunks: [],
     ended: false,
