@@ -45,7 +45,7 @@ interface CaseResult {
 /** Opens `/ws/echo` of the demo, sends `frames` (in pipe pieces of `split` bytes), and answers the server's close. */
 async function echoCase(frames: Uint8Array[], options: { split?: number; extensions?: string; answerClose?: boolean } = {}): Promise<CaseResult & { headers: Map<string, string> }> {
   const t = serveWs(routes());
-  const headers = options.extensions === undefined ? {} : { "Sec-WebSocket-Extensions": options.extensions };
+  const headers: Record<string, string> = options.extensions === undefined ? {} : { "Sec-WebSocket-Extensions": options.extensions };
   const ws = await t.open("/ws/echo", headers, options.split === undefined ? {} : { split: options.split });
   for (const f of frames) ws.send(f);
   await flushMemory();

@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { describe, expect, it } from "vitest";
-import { HTTPError, WebSocketClosedError, WebSocketHandler, type WebSocketCompressionOptions } from "../../src/web";
+import { HTTPError, RequestHandler, WebSocketClosedError, WebSocketHandler, type WebSocketCompressionOptions } from "../../src/web";
 import {
   BINARY,
   CLIENT_ACCEPT,
@@ -52,7 +52,7 @@ function recorder() {
   return { log, handlers, Recorder };
 }
 
-class Hello extends WebSocketHandler {
+class Hello extends RequestHandler {
   get(): void {
     this.write("plain");
   }
