@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Installs what the test suite needs beyond npm packages: the real clients the
 // integration tests talk to (curl; Python's Tornado and websockets from
-// Debian's packages, which load only under /usr/bin/python3). Uses apt-get as
+// Debian's packages, which load only under /usr/bin/python3; Chromium, which
+// the WebSocket interop test drives through playwright-core). Uses apt-get as
 // root, or through sudo; otherwise says what to install and fails.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -10,6 +11,7 @@ const wanted = [
   { pkg: "curl", ok: () => existsSync("/usr/bin/curl") },
   { pkg: "python3-tornado", ok: () => pythonHas("tornado") },
   { pkg: "python3-websockets", ok: () => pythonHas("websockets") },
+  { pkg: "chromium", ok: () => existsSync("/usr/bin/chromium") },
 ];
 
 function pythonHas(module) {
