@@ -8,3 +8,4 @@ export * from "./request";
 export { defaultTransport } from "./default-transport";
 export * from "./process";
 export * from "./tcp-server";
+export * from "./websocket-session";

@@ -24,11 +24,9 @@
  *
  * @module
  */
-import { systemClock, type Clock } from "../core/clock";
-import { GOING_AWAY, INTERNAL_ERROR } from "../protocols/websocket/constants";
-import type { PerMessageDeflateServerOptions } from "../protocols/websocket/deflate";
-import { isWebSocketUpgrade, serverHandshake } from "../protocols/websocket/handshake";
-import { DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE, WebSocketClosedError, WebSocketSession, type CompressionTuning } from "../server/websocket-session";
+import { systemClock, type Clock } from "../core";
+import { GOING_AWAY, INTERNAL_ERROR, isWebSocketUpgrade, serverHandshake, type PerMessageDeflateServerOptions } from "../protocols/websocket";
+import { DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE, WebSocketClosedError, WebSocketSession, type CompressionTuning } from "../server";
 import { RequestHandler } from "./request-handler";
 
 export { WebSocketClosedError, DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE };
