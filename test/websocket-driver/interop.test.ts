@@ -6,6 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,11 +14,14 @@ import WebSocket, { WebSocketServer } from "ws";
 import { makeApp } from "../../examples/app";
 import { websocketConnect } from "../../src/client/websocket";
 import type { HTTPServer } from "../../src/server";
+import { Application, WebSocketHandler } from "../../src/web";
 import { RecordingLogger } from "./helpers";
 
 const PYTHON = "/usr/bin/python3";
 const CHROMIUM = "/usr/bin/chromium";
 const here = (name: string) => fileURLToPath(new URL(`./${name}`, import.meta.url));
+const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url)), "utf8");
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 /** Runs a program to its end; resolves with its exit code and output. */
 function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -100,10 +104,7 @@ describe("typhoon's server (the demo app) with other clients", () => {
   });
 
   it("a Chromium page opens the chat, posts a message and sees it broadcast, escaped", async () => {
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     try {
       const listener = await websocketConnect(`ws://${base}/chatsocket`);
       const page = await browser.newPage();
@@ -130,6 +131,79 @@ describe("typhoon's server (the demo app) with other clients", () => {
       await listener.close();
     } finally {
       await browser.close();
+    }
+  });
+});
+
+describe("Chromium's WebSocket with and without permessage-deflate", () => {
+  class Plain extends WebSocketHandler {
+    override checkOrigin() {
+      return true;
+    }
+    override onMessage(message: string | Uint8Array) {
+      void this.writeMessage(typeof message === "string" ? `echo: ${message}` : message);
+    }
+  }
+  class Deflate extends Plain {
+    override getCompressionOptions() {
+      return { threshold: 0 };
+    }
+  }
+
+  it("opens both, and echoes text and binary through each", async () => {
+    const server = await new Application([["/plain", Plain], ["/deflate", Deflate]], { logger: new RecordingLogger() }).listen(0, "127.0.0.1");
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      const page = await browser.newPage();
+      // A string, so that the page's WebSocket is not taken for the `ws` import of this file.
+      const results = (await page.evaluate(`(async (port) => {
+        const exchange = (path) => new Promise((resolve, reject) => {
+          const ws = new WebSocket("ws://127.0.0.1:" + port + path);
+          ws.binaryType = "arraybuffer";
+          const got = [];
+          ws.onerror = () => reject(new Error("WebSocket error on " + path));
+          ws.onopen = () => {
+            ws.send("from chromium ".repeat(100));
+            ws.send(new Uint8Array([1, 2, 3, 250]));
+          };
+          ws.onmessage = (e) => {
+            got.push(e.data);
+            if (got.length === 2) ws.close(4010, "page done");
+          };
+          ws.onclose = (e) => resolve({ extensions: ws.extensions, text: got[0], binary: Array.from(new Uint8Array(got[1])), code: e.code });
+        });
+        return [await exchange("/plain"), await exchange("/deflate")];
+      })(${server.address!.port})`)) as Array<{ extensions: string; text: string; binary: number[]; code: number }>;
+      for (const [i, r] of results.entries()) {
+        expect(r.extensions).toBe(i === 0 ? "" : "permessage-deflate");
+        expect(r.text).toBe(`echo: ${"from chromium ".repeat(100)}`);
+        expect(r.binary).toEqual([1, 2, 3, 250]);
+        expect(r.code).toBe(4010);
+      }
+    } finally {
+      await browser.close();
+      await server.close({ timeout: 5000 });
+    }
+  });
+});
+
+describe("typhoon's client with typhoon's server over real TLS", () => {
+  it.each([false, true])("wss:// with the node transport (permessage-deflate: %s)", async (deflate) => {
+    const server = await makeApp({ logger: new RecordingLogger() }).listen({ port: 0, host: "127.0.0.1", tls: { key: fixture("localhost-key.pem"), cert: fixture("localhost-cert.pem") } });
+    try {
+      const ws = await websocketConnect(`wss://localhost:${server.address!.port}/ws/echo`, { tls: { ca: fixture("localhost-cert.pem") }, compression: deflate });
+      expect(ws.headers.get("Sec-WebSocket-Extensions")).toBe(deflate ? "permessage-deflate" : undefined);
+      const big = Buffer.alloc(2 * 1024 * 1024, "tls");
+      await ws.writeMessage(big);
+      expect(Buffer.from((await ws.readMessage()) as Uint8Array).equals(big)).toBe(true);
+      await ws.writeMessage("secure hello");
+      expect(await ws.readMessage()).toBe("secure hello");
+      await ws.close(1000);
+      expect(ws.closeCode).toBe(1000);
+      // Without the CA, the certificate is refused.
+      await expect(websocketConnect(`wss://localhost:${server.address!.port}/ws/echo`)).rejects.toThrow();
+    } finally {
+      await server.close({ timeout: 5000 });
     }
   });
 });
