@@ -89,7 +89,17 @@ export class WebSocketClosedError extends Error {
   }
 }
 
-/** What a {@link WebSocketSession} reports to its owner. */
+/**
+ * What a {@link WebSocketSession} reports to its owner.
+ *
+ * @example
+ * ```ts
+ * const handler: WebSocketSessionHandler = {
+ *   onMessage: async (message) => { await store(message); }, // the next message waits
+ *   onClose: (code, reason) => console.log("closed", code, reason),
+ * };
+ * ```
+ */
 export interface WebSocketSessionHandler {
   /**
    * A whole message: text as a string, binary as bytes. Return a promise to
