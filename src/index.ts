@@ -38,3 +38,6 @@ export { ProtocolError, LocalProtocolError, RemoteProtocolError, type ProtocolEr
 export { consoleLogger, silentLogger, type Logger } from "./core/log";
 export { toBytes, utf8Decode, type BytesLike } from "./core/bytes";
 export type { Transport, Connection, SocketAddress, ListenOptions } from "./core/transport";
+export { websocketConnect, WebSocketClientConnection, WebSocketHandshakeError, TCPClient, type WebSocketConnectOptions } from "./client";
+export { TCPServer, forkProcesses, shutdownOnSignals, WebSocketClosedError } from "./server";
+export { IOStream, StreamClosedError, VirtualClock, systemClock, type Clock } from "./core";

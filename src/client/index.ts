@@ -13,3 +13,12 @@ export {
   type TCPClientOptions,
   type TCPConnectOptions,
 } from "./tcp-client";
+export {
+  websocketConnect,
+  WebSocketClientConnection,
+  WebSocketHandshakeError,
+  WebSocketClosedError,
+  DEFAULT_WEBSOCKET_CONNECT_TIMEOUT,
+  type WebSocketConnectOptions,
+  type WebSocketClientCompressionOptions,
+} from "./websocket";
