@@ -1,0 +1,506 @@
+/**
+ * `npm run bench`: typhoon against `node:http` and a raw `node:net` ceiling,
+ * each server in its own process pinned to one CPU and wrk pinned to the
+ * other, servers interleaved over rounds; then the engine alone. See
+ * bench/README.md.
+ *
+ *   npm run bench                       # HTTP servers, then the engine
+ *   npm run bench -- http               # HTTP servers only
+ *   npm run bench -- engine             # the engine only
+ *   npm run bench -- profile            # CPU profiles of typhoon's servers under load
+ *   npm run bench -- http --only typhoon-bare,node-http --scenario plain
+ *
+ * @module
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  BASELINE,
+  NODE,
+  ROOT,
+  SCENARIOS,
+  SERVERS,
+  TARGETS,
+  TSX,
+  paramsFromEnv,
+  type Params,
+  type ScenarioDef,
+  type ServerDef,
+} from "./config";
+import { checkServer, type ParsedResponse } from "./lib/check";
+import { bundleServer } from "./lib/bundle";
+import { profileMarkdown, summarizeProfile, type ProfileSummary } from "./lib/profile";
+import { SourceMap } from "./lib/sourcemap";
+import { freePort, indent, sleep, spawnPinned, stopChild, waitForPort, type Child } from "./lib/proc";
+import { errorSummary, runWrk, type WrkResult } from "./lib/wrk";
+import { engineTable, type EngineResult } from "./engine";
+
+const HOST = "127.0.0.1";
+const RESULTS = join(ROOT, "bench/results");
+
+// ------------------------------------------------------------------ options
+
+type Mode = "all" | "http" | "engine" | "profile";
+
+interface Options {
+  mode: Mode;
+  only: string[] | null;
+  scenarios: string[] | null;
+}
+
+const USAGE = `Usage: npm run bench [-- [all|http|engine|profile] [--only id,...] [--scenario id,...]]
+
+  all       the HTTP servers, then the engine alone (default)
+  http      the HTTP servers only
+  engine    the sans-I/O engine only (no sockets)
+  profile   CPU profiles of typhoon's servers under load (bench/results/profiles/)
+
+  --only      servers: ${SERVERS.map((s) => s.id).join(", ")}
+  --scenario  scenarios: ${SCENARIOS.map((s) => s.id).join(", ")}
+
+Environment: BENCH_DURATION (s, default 5), BENCH_WARMUP (s, 2), BENCH_ROUNDS (3),
+BENCH_CONNECTIONS (64), BENCH_THREADS (1), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
+BENCH_ENGINE_DURATION (s, 2), BENCH_MAX_OTHERS (CPUs, 0.1), BENCH_RETRIES (2).`;
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { mode: "all", only: null, scenarios: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
+      if (v === undefined || v === "") fail(`${a} needs a value\n\n${USAGE}`);
+      return v;
+    };
+    if (a === "all" || a === "http" || a === "engine" || a === "profile") o.mode = a;
+    else if (a === "--only" || a.startsWith("--only=")) o.only = value().split(",");
+    else if (a === "--scenario" || a.startsWith("--scenario=")) o.scenarios = value().split(",");
+    else if (a === "-h" || a === "--help") {
+      console.log(USAGE);
+      process.exit(0);
+    } else fail(`Unknown argument ${JSON.stringify(a)}\n\n${USAGE}`);
+  }
+  for (const id of o.only ?? []) if (!SERVERS.some((s) => s.id === id)) fail(`Unknown server ${JSON.stringify(id)}; known: ${SERVERS.map((s) => s.id).join(", ")}`);
+  for (const id of o.scenarios ?? []) if (!SCENARIOS.some((s) => s.id === id)) fail(`Unknown scenario ${JSON.stringify(id)}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`);
+  return o;
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  process.exit(1);
+}
+
+// --------------------------------------------------------------- preflight
+
+function preflight(params: Params): void {
+  const taskset = spawnSync("taskset", ["-c", params.serverCpu, "true"], { encoding: "utf8" });
+  if (taskset.error !== undefined) fail("taskset is missing: install util-linux (apt-get install -y util-linux)");
+  if (taskset.status !== 0) fail(`taskset cannot pin to CPU ${params.serverCpu}: ${taskset.stderr.trim()}`);
+  const client = spawnSync("taskset", ["-c", params.clientCpu, "true"], { encoding: "utf8" });
+  if (client.status !== 0) fail(`taskset cannot pin to CPU ${params.clientCpu}: ${client.stderr.trim()} (set BENCH_CLIENT_CPU)`);
+  const wrk = spawnSync("wrk", ["-v"], { encoding: "utf8" });
+  if (wrk.error !== undefined) fail("wrk is missing: install it with `apt-get install -y wrk`");
+  if (params.serverCpu === params.clientCpu) console.warn(`bench: warning: server and wrk share CPU ${params.serverCpu}`);
+}
+
+function wrkVersion(): string {
+  const r = spawnSync("wrk", ["-v"], { encoding: "utf8" });
+  return `${r.stdout}${r.stderr}`.split("\n")[0]!.trim();
+}
+
+/** Share of all CPUs busy over `ms`, from /proc/stat. */
+async function machineBusy(ms = 1000): Promise<number> {
+  const read = (): number[] => readFileSync("/proc/stat", "latin1").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const a = read();
+  await sleep(ms);
+  const b = read();
+  const d = b.map((v, i) => v - a[i]!);
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = d[3]! + (d[4] ?? 0);
+  return total === 0 ? 0 : 1 - idle / total;
+}
+
+async function machineInfo(): Promise<Record<string, unknown>> {
+  const busy = await machineBusy();
+  const info = {
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    kernel: os.release(),
+    wrk: wrkVersion(),
+    loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
+    busyBeforeStart: Number(busy.toFixed(3)),
+  };
+  console.log(`Machine: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, ${info.wrk}`);
+  console.log(`Load average ${info.loadavg.join(" ")}; CPU busy in the last second: ${(busy * 100).toFixed(0)}%`);
+  if (busy > 0.1) console.warn(`bench: warning: the machine is busy (${(busy * 100).toFixed(0)}% CPU before starting); figures will be noisy`);
+  return info;
+}
+
+// ------------------------------------------------------------------ servers
+
+function selectServers(o: Options): { servers: ServerDef[]; skipped: Array<{ id: string; reason: string }> } {
+  const chosen = o.only === null ? SERVERS.filter((s) => !s.optional) : SERVERS.filter((s) => o.only!.includes(s.id));
+  const servers: ServerDef[] = [];
+  const skipped: Array<{ id: string; reason: string }> = [];
+  for (const s of chosen) {
+    const reason = s.unavailable?.() ?? null;
+    if (reason === null) servers.push(s);
+    else {
+      skipped.push({ id: s.id, reason });
+      console.warn(`bench: skipping ${s.name}: ${reason}`);
+    }
+  }
+  if (servers.length === 0) fail("no server to measure");
+  return { servers, skipped };
+}
+
+interface Running {
+  child: Child;
+  port: number;
+}
+
+async function startServer(def: ServerDef, params: Params, command: readonly string[] = def.command): Promise<Running> {
+  const port = await freePort(HOST);
+  const child = spawnPinned(params.serverCpu, command, { ...def.env, PORT: String(port), HOST, BENCH_EXIT_WITH_STDIN: "1" });
+  try {
+    await waitForPort(child, HOST, port);
+  } catch (error) {
+    await stopChild(child, 1000);
+    throw new Error(`Cannot start ${def.name} (${command.join(" ")}): ${(error as Error).message}`);
+  }
+  return { child, port };
+}
+
+/** Asks the raw server how many requests it answered (its stdin protocol). */
+function askCount(child: Child, timeoutMs = 2000): Promise<number | null> {
+  return new Promise((resolve) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      resolve(null);
+    }, timeoutMs);
+    child.onLine((line) => {
+      if (done || !line.startsWith("count ")) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(Number(line.slice(6)));
+    });
+    child.process.stdin!.write("count\n");
+  });
+}
+
+// --------------------------------------------------------------------- http
+
+interface Run {
+  round: number;
+  scenario: string;
+  server: string;
+  result: WrkResult;
+  /** For the raw server: requests it answered during the measured run, to check wrk's count. */
+  serverCounted?: number;
+  /** Measurements made (more than 1 when the machine disturbed the first). */
+  attempts: number;
+}
+
+interface Row {
+  server: string;
+  name: string;
+  rps: number;
+  p99Ms: number;
+  ratio: number | null;
+  rounds: number[];
+  serverCpu: number;
+  wrkCpu: number;
+  othersCpu: number;
+  disturbedRounds: number;
+  responseBytes: number | null;
+  errors: string | null;
+}
+
+interface TargetResult {
+  scenario: string;
+  server: string;
+  versus: string;
+  min: number;
+  ratio: number | null;
+  pass: boolean | null;
+}
+
+/**
+ * How far a run is from a clean measurement, in CPUs: what other tasks took
+ * on the benchmark CPUs, plus how far the busier of server and wrk stayed
+ * below 90% of its CPU (someone is always the bottleneck on a quiet machine;
+ * when neither is, the time went to something the counters do not see, such
+ * as interrupts for other processes' traffic).
+ */
+function disturbance(r: WrkResult): number {
+  return r.othersCpu + Math.max(0, 0.9 - Math.max(r.serverCpu || 0, r.wrkCpu || 0));
+}
+
+function whyDisturbed(r: WrkResult): string {
+  const parts: string[] = [];
+  if (r.othersCpu > 0.02) parts.push(`other tasks took ${(r.othersCpu * 100).toFixed(0)}% of a CPU`);
+  if (Math.max(r.serverCpu, r.wrkCpu) < 0.9) parts.push(`neither server (${(r.serverCpu * 100).toFixed(0)}%) nor wrk (${(r.wrkCpu * 100).toFixed(0)}%) was saturated`);
+  return parts.join("; ");
+}
+
+function median(values: number[]): number {
+  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–";
+}
+
+function fmtMs(us: number): string {
+  return Number.isFinite(us) ? (us / 1000).toFixed(2) : "–";
+}
+
+async function runHttp(params: Params, o: Options): Promise<Record<string, unknown>> {
+  const { servers, skipped } = selectServers(o);
+  const scenarios = SCENARIOS.filter((s) => o.scenarios === null || o.scenarios.includes(s.id));
+  console.log(
+    `\n## HTTP servers\n\nwrk -t${params.threads} -c${params.connections} -d${params.duration}s (warm-up ${params.warmup} s, not counted) on CPU ${params.clientCpu}; ` +
+      `servers on CPU ${params.serverCpu}; ${params.rounds} rounds, servers interleaved: ${servers.map((s) => s.id).join(", ")}\n`,
+  );
+  const runs: Run[] = [];
+  const samples = new Map<string, ParsedResponse>();
+  for (let round = 1; round <= params.rounds; round++) {
+    for (const def of servers) {
+      const server = await startServer(def, params);
+      try {
+        const check = await checkServer(HOST, server.port, scenarios[0]?.path ?? "/");
+        if (check.problems.length > 0) {
+          throw new Error(`${def.name} does not answer correctly:\n${check.problems.map((p) => `  - ${p}`).join("\n")}`);
+        }
+        if (!samples.has(def.id)) samples.set(def.id, check.responses[0]!);
+        for (const scenario of scenarios) {
+          const wrk = { cpu: params.clientCpu, threads: params.threads, connections: params.connections, host: HOST, port: server.port, scenario, serverPid: server.child.pid, serverCpus: params.serverCpu };
+          if (params.warmup > 0) await runWrk({ ...wrk, durationSec: params.warmup });
+          const counting = def.countsRequests === true;
+          let run: Run | null = null;
+          for (let attempt = 0; attempt <= params.retries; attempt++) {
+            const before = counting ? await askCount(server.child) : null;
+            const result = await runWrk({ ...wrk, durationSec: params.duration });
+            const after = counting ? await askCount(server.child) : null;
+            const candidate: Run = { round, scenario: scenario.id, server: def.id, result, attempts: attempt + 1 };
+            if (before !== null && after !== null) candidate.serverCounted = after - before;
+            if (run === null || disturbance(result) < disturbance(run.result)) run = { ...candidate, attempts: attempt + 1 };
+            else run.attempts = attempt + 1;
+            if (disturbance(result) <= params.maxOthers) break;
+            if (attempt < params.retries) {
+              console.log(`round ${round}  ${scenario.id.padEnd(9)}  ${def.id.padEnd(18)} disturbed: ${whyDisturbed(result)} (${fmtInt(result.rps)} req/s); measuring again`);
+              await sleep(2000);
+            }
+          }
+          const chosen = run!;
+          const result = chosen.result;
+          runs.push(chosen);
+          const errors = errorSummary(result.errors);
+          console.log(
+            `round ${round}  ${scenario.id.padEnd(9)}  ${def.id.padEnd(18)} ${fmtInt(result.rps).padStart(9)} req/s  p99 ${fmtMs(result.latencyUs.p99).padStart(6)} ms  ` +
+              `server CPU ${(result.serverCpu * 100).toFixed(0)}%  wrk CPU ${(result.wrkCpu * 100).toFixed(0)}%  others ${(result.othersCpu * 100).toFixed(0)}%` +
+              (disturbance(result) > params.maxOthers ? ` (DISTURBED: ${whyDisturbed(result)})` : "") +
+              (chosen.serverCounted !== undefined ? `  (server answered ${fmtInt(chosen.serverCounted)}, wrk counted ${fmtInt(result.requests)})` : "") +
+              (errors !== null ? `  ERRORS: ${errors}` : ""),
+          );
+          if (result.errors.status > 0 || result.requests === 0) {
+            throw new Error(`${def.name} failed under load in ${scenario.id}: ${errors ?? "no responses"}. Its output:\n${indent(server.child.output())}`);
+          }
+        }
+      } finally {
+        await stopChild(server.child);
+      }
+    }
+  }
+
+  // Summaries.
+  const tables: Record<string, Row[]> = {};
+  const targetResults: TargetResult[] = [];
+  const out: string[] = [];
+  for (const scenario of scenarios) {
+    const rows: Row[] = [];
+    for (const def of servers) {
+      const mine = runs.filter((r) => r.scenario === scenario.id && r.server === def.id);
+      const errs = mine.map((r) => errorSummary(r.result.errors)).filter((e) => e !== null);
+      rows.push({
+        server: def.id,
+        name: def.name,
+        rps: median(mine.map((r) => r.result.rps)),
+        p99Ms: median(mine.map((r) => r.result.latencyUs.p99)) / 1000,
+        ratio: null,
+        rounds: mine.map((r) => r.result.rps),
+        serverCpu: median(mine.map((r) => r.result.serverCpu)),
+        wrkCpu: median(mine.map((r) => r.result.wrkCpu)),
+        othersCpu: median(mine.map((r) => r.result.othersCpu)),
+        disturbedRounds: mine.filter((r) => disturbance(r.result) > params.maxOthers).length,
+        responseBytes: samples.get(def.id)?.size ?? null,
+        errors: errs.length > 0 ? errs.join("; ") : null,
+      });
+    }
+    const base = rows.find((r) => r.server === BASELINE);
+    for (const r of rows) r.ratio = base !== undefined && base.rps > 0 ? r.rps / base.rps : null;
+    tables[scenario.id] = rows;
+    for (const t of TARGETS.filter((t) => t.scenario === scenario.id)) {
+      const a = rows.find((r) => r.server === t.server);
+      const b = rows.find((r) => r.server === t.versus);
+      const ratio = a !== undefined && b !== undefined && b.rps > 0 ? a.rps / b.rps : null;
+      targetResults.push({ ...t, ratio, pass: ratio === null ? null : ratio >= t.min });
+    }
+    out.push(scenarioTable(scenario, rows, targetResults.filter((t) => t.scenario === scenario.id), servers, params));
+  }
+  out.push(responsesSection(servers, samples));
+  const markdown = out.join("\n\n");
+  console.log(`\n${markdown}`);
+  if (skipped.length > 0) console.log(`\nSkipped: ${skipped.map((s) => `${s.id} (${s.reason})`).join("; ")}`);
+  const pipelinedRaw = runs.filter((r) => r.serverCounted !== undefined && r.scenario !== "plain");
+  if (pipelinedRaw.length > 0) {
+    const worst = Math.max(...pipelinedRaw.map((r) => Math.abs(r.serverCounted! - r.result.requests) / r.result.requests));
+    console.log(`\nCheck of wrk's count: in the pipelined runs the raw server answered within ${(worst * 100).toFixed(2)}% of the responses wrk counted, so wrk's req/s are responses/s.`);
+  }
+  return { params, servers: servers.map(({ id, name, command, env }) => ({ id, name, command, env })), skipped, runs, tables, targets: targetResults, markdown };
+}
+
+function scenarioTable(scenario: ScenarioDef, rows: Row[], targets: TargetResult[], servers: ServerDef[], params: Params): string {
+  const lines = [
+    `### ${scenario.name}${scenario.depth > 1 ? ` (p99 is per batch of ${scenario.depth})` : ""}`,
+    "",
+    "| server | req/s (median) | p99 ms | × node:http | target | rounds req/s | server CPU | wrk CPU | others CPU |",
+    "|---|---:|---:|---:|---|---|---:|---:|---:|",
+  ];
+  for (const r of rows) {
+    const mine = targets.filter((t) => t.server === r.server);
+    const target = mine
+      .map((t) => {
+        const versus = servers.find((s) => s.id === t.versus)?.name ?? t.versus;
+        const verdict = t.pass === null ? "n/a" : t.pass ? "PASS" : "MISS";
+        return `≥${t.min}× ${versus}: ${t.ratio === null ? "–" : `${t.ratio.toFixed(2)}×`} ${verdict}`;
+      })
+      .join("; ");
+    lines.push(
+      `| ${r.name} | ${fmtInt(r.rps)} | ${Number.isFinite(r.p99Ms) ? r.p99Ms.toFixed(2) : "–"} | ${r.ratio === null ? "–" : `${r.ratio.toFixed(2)}×`} | ${target} | ${r.rounds.map(fmtInt).join(" / ")} | ${(r.serverCpu * 100).toFixed(0)}% | ${(r.wrkCpu * 100).toFixed(0)}% | ${(r.othersCpu * 100).toFixed(0)}%${r.disturbedRounds > 0 ? ` ⚠ ${r.disturbedRounds}/${r.rounds.length}` : ""} |`,
+    );
+  }
+  if (rows.some((r) => r.disturbedRounds > 0)) {
+    lines.push(
+      "",
+      `⚠ = rounds still disturbed after ${params.retries} retries: other tasks took more than ${(params.maxOthers * 100).toFixed(0)}% of a CPU on the benchmark CPUs, ` +
+        "or neither the server nor wrk kept its CPU busy (≥90%); those figures are likely low.",
+    );
+  }
+  const missingTargets = TARGETS.filter((t) => t.scenario === scenario.id && !targets.some((x) => x.server === t.server && x.versus === t.versus));
+  for (const t of missingTargets) lines.push(`\n(target ${t.server} ≥${t.min}× ${t.versus} not measured)`);
+  return lines.join("\n");
+}
+
+function responsesSection(servers: ServerDef[], samples: Map<string, ParsedResponse>): string {
+  const lines = ["### What each server answered (first response of the check)", ""];
+  for (const def of servers) {
+    const r = samples.get(def.id);
+    if (r === undefined) continue;
+    lines.push(`- ${def.name}, ${r.size} bytes: \`${r.head.split("\r\n").join(" ⏎ ")}\``);
+  }
+  return lines.join("\n");
+}
+
+// ------------------------------------------------------------------- engine
+
+async function runEngine(params: Params): Promise<Record<string, unknown>> {
+  console.log(`\n## Engine alone (sans-I/O ServerConnection, no sockets), pinned to CPU ${params.serverCpu}, ${params.engineDuration} s × 3 rounds per case\n`);
+  const child = spawnPinned(params.serverCpu, [NODE, ...TSX, "bench/engine.ts", "--json"], { BENCH_ENGINE_DURATION: String(params.engineDuration) });
+  let json: string | null = null;
+  child.onLine((line) => {
+    if (line.startsWith("BENCH_JSON ")) json = line.slice(11);
+  });
+  const code = await child.exited;
+  if (code !== 0 || json === null) throw new Error(`The engine benchmark failed (exit ${code}):\n${indent(child.output())}`);
+  const data = JSON.parse(json) as { simd: boolean; node: string; results: EngineResult[] };
+  console.log(`llhttp ${data.simd ? "SIMD" : "plain"} wasm\n`);
+  console.log(engineTable(data.results));
+  return data;
+}
+
+// ------------------------------------------------------------------ profile
+
+async function runProfile(params: Params, o: Options): Promise<Record<string, unknown>> {
+  const ids = o.only ?? ["typhoon-bare", "typhoon-app"];
+  const { servers } = selectServers({ ...o, only: ids });
+  const scenarios = SCENARIOS.filter((s) => o.scenarios === null || o.scenarios.includes(s.id));
+  const dir = join(RESULTS, "profiles");
+  mkdirSync(dir, { recursive: true });
+  console.log(`\n## CPU profiles (node --cpu-prof, sampled every 100 µs; only the ${params.duration} s measured run counts)\n`);
+  const summaries: Record<string, ProfileSummary> = {};
+  const md: string[] = [];
+  for (const def of servers) {
+    const script = def.command[def.command.length - 1]!;
+    if (def.command[0] !== NODE || !script.endsWith(".ts")) {
+      console.warn(`bench: cannot profile ${def.name}: it is not a TypeScript file run by Node`);
+      continue;
+    }
+    const bundle = await bundleServer(script, dir, def.id);
+    const map = new SourceMap(bundle.map);
+    for (const scenario of scenarios) {
+      const runDir = join(dir, `${def.id}-${scenario.id}`);
+      rmSync(runDir, { recursive: true, force: true });
+      mkdirSync(runDir, { recursive: true });
+      const command = [NODE, "--cpu-prof", `--cpu-prof-dir=${runDir}`, "--cpu-prof-interval=100", bundle.file];
+      const server = await startServer(def, params, command);
+      let window: { startUs: number; endUs: number };
+      let result: WrkResult;
+      try {
+        const wrk = { cpu: params.clientCpu, threads: params.threads, connections: params.connections, host: HOST, port: server.port, scenario, serverPid: server.child.pid, serverCpus: params.serverCpu };
+        if (params.warmup > 0) await runWrk({ ...wrk, durationSec: params.warmup });
+        const startUs = Number(process.hrtime.bigint() / 1000n);
+        result = await runWrk({ ...wrk, durationSec: params.duration });
+        window = { startUs, endUs: Number(process.hrtime.bigint() / 1000n) };
+      } finally {
+        const code = await stopChild(server.child, 15_000);
+        if (code !== 0) console.warn(`bench: ${def.id} exited with ${code}; its profile may be missing`);
+      }
+      const summary = mainThreadProfile(runDir, window!, map);
+      summaries[`${def.id}/${scenario.id}`] = summary;
+      const text = profileMarkdown(`${def.name}, ${scenario.name}: ${fmtInt(result!.rps)} req/s under the profiler`, summary);
+      md.push(text);
+      console.log(`${text}\n`);
+    }
+  }
+  return { summaries, markdown: md.join("\n\n") };
+}
+
+/** Of the profiles in `dir` (one per thread), the summary of the one that was busiest in the window. */
+function mainThreadProfile(dir: string, window: { startUs: number; endUs: number }, map: SourceMap): ProfileSummary {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+  if (files.length === 0) throw new Error(`No profile was written in ${dir}`);
+  const summaries = files.map((f) => summarizeProfile(join(dir, f), window, map));
+  summaries.sort((a, b) => b.busyMs - a.busyMs);
+  return summaries[0]!;
+}
+
+// --------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const params = paramsFromEnv();
+  if (o.mode !== "engine") preflight(params);
+  else if (spawnSync("taskset", ["-V"]).error !== undefined) fail("taskset is missing: install util-linux");
+  const machine = await machineInfo();
+  const report: Record<string, unknown> = { date: new Date().toISOString(), mode: o.mode, machine, params };
+  if (o.mode === "all" || o.mode === "http") report.http = await runHttp(params, o);
+  if (o.mode === "all" || o.mode === "engine") report.engine = await runEngine(params);
+  if (o.mode === "profile") report.profile = await runProfile(params, o);
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, o.mode === "profile" ? "profile-latest.json" : "latest.json");
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\nResults written to ${file.replace(`${ROOT}/`, "")}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(`\nbench: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
