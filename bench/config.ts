@@ -91,6 +91,13 @@ export const SERVERS: readonly ServerDef[] = [
     env: { BENCH_ASYNC: "1" },
     optional: true,
   },
+  {
+    id: "typhoon-bare-nagle",
+    name: "typhoon HTTPServer, Nagle on (noDelay false)",
+    command: nodeServer("typhoon-bare.ts"),
+    env: { BENCH_NODELAY: "0" },
+    optional: true,
+  },
 ];
 
 export const SCENARIOS: readonly ScenarioDef[] = [

@@ -19,5 +19,5 @@ const callback =
         void req.connection.respond(200, { "Content-Type": "text/plain" }, "Hello, world");
       };
 
-const server = new HTTPServer(callback);
+const server = new HTTPServer(callback, { noDelay: process.env.BENCH_NODELAY !== "0" });
 await server.listen(benchPort(), BENCH_HOST);

@@ -178,6 +178,19 @@ export class HTTPHeaders implements Iterable<[string, string]> {
  */
 export function flattenHeaders(init: HeadersInit | undefined): FlatHeaders {
   if (init === undefined) return [];
+  if (Object.getPrototypeOf(init) === Object.prototype) {
+    // A plain object, the common case: no HTTPHeaders on the way.
+    const out: FlatHeaders = [];
+    const record = init as Record<string, string | number | readonly string[] | undefined>;
+    for (const name in record) {
+      const value = record[name];
+      if (value === undefined) continue;
+      if (typeof value === "string") out.push(name, value);
+      else if (Array.isArray(value)) for (const v of value) out.push(name, String(v));
+      else out.push(name, String(value));
+    }
+    return out;
+  }
   if (init instanceof HTTPHeaders) return init.toFlat();
   if (Array.isArray(init) && (init.length === 0 || typeof init[0] === "string")) return init as FlatHeaders;
   return new HTTPHeaders(init).toFlat();

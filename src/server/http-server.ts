@@ -125,6 +125,13 @@ const LINGER_MS = 5_000;
  */
 export class HTTPServer {
   readonly #delegate: HTTPServerConnectionDelegate;
+  /** @internal The whole-request callback, when the server was made with one (the fast path). */
+  readonly callback: RequestCallback | null;
+  /**
+   * @internal The clock's time at the start of the current read (or async
+   * flush): one clock call per read for start times, deadlines and `Date`.
+   */
+  tick: number;
   readonly #engineOptions: ServerConnectionOptions;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -145,7 +152,9 @@ export class HTTPServer {
 
   constructor(handler: RequestCallback | HTTPServerConnectionDelegate, options: HTTPServerOptions = {}) {
     this.#delegate = typeof handler === "function" ? new CallbackAdapter(handler) : handler;
+    this.callback = typeof handler === "function" ? handler : null;
     this.clock = options.clock ?? systemClock;
+    this.tick = this.clock.now();
     this.logger = options.logger ?? consoleLogger();
     this.#transport = options.transport ?? defaultTransport();
     this.idleTimeout = timeoutOption("idleTimeout", options.idleTimeout, DEFAULT_IDLE_TIMEOUT);
@@ -157,14 +166,13 @@ export class HTTPServer {
     this.trustedDownstream = new Set(options.trustedDownstream ?? []);
     this.noDelay = options.noDelay ?? true;
     this.debug = options.debug ?? false;
-    const clock = this.clock;
     this.#engineOptions = {
       maxHeaderBytes: options.maxHeaderBytes,
       maxUrlLength: options.maxUrlLength,
       maxBodyBytes: options.maxBodyBytes,
       maxRequestsInFlight: options.maxRequestsInFlight,
       sendDate: options.sendDate,
-      now: options.now ?? (() => clock.now()),
+      now: options.now ?? (() => this.tick),
     };
     // Validate the engine options now rather than on the first connection.
     new ServerConnection(this.#engineOptions).destroy();
@@ -331,8 +339,12 @@ class BufferingDelegate implements HTTPMessageDelegate {
   }
 }
 
-/** Per-request state: what the driver knows, and the request's `connection`. */
-class Exchange implements RequestConnection {
+/**
+ * Per-request state: what the driver knows, and the request's `connection`.
+ * With a whole-request callback it is also the message delegate that
+ * buffers the body (one object per request instead of three).
+ */
+class Exchange implements RequestConnection, HTTPMessageDelegate {
   readonly driver: Driver;
   readonly id: number;
   readonly expectContinue: boolean;
@@ -341,7 +353,8 @@ class Exchange implements RequestConnection {
   headersWritten = false;
   finished = false;
   failed = false;
-  bodyStarted = false;
+  #chunks: Uint8Array[] | null = null;
+  #length = 0;
 
   constructor(driver: Driver, id: number, expectContinue: boolean) {
     this.driver = driver;
@@ -354,6 +367,7 @@ class Exchange implements RequestConnection {
   }
 
   writeHeaders(status: number, headers?: HeadersInit, chunk?: BytesLike, reason?: string): void {
+    this.driver.refreshTick();
     this.driver.engine.writeHeaders(this.id, { status, reason, headers: flattenHeaders(headers) }, chunk);
     this.headersWritten = true;
     this.driver.scheduleFlush();
@@ -371,6 +385,7 @@ class Exchange implements RequestConnection {
   }
 
   respond(status: number, headers?: HeadersInit, body?: BytesLike, reason?: string): Promise<void> {
+    this.driver.refreshTick();
     this.driver.engine.writeResponse(this.id, { status, reason, headers: flattenHeaders(headers) }, body);
     this.headersWritten = true;
     this.#finished();
@@ -395,6 +410,19 @@ class Exchange implements RequestConnection {
     this.request.markFinished(this.driver.server.clock.now());
     this.driver.exchangeFinished(this);
   }
+
+  // HTTPMessageDelegate, for a whole-request callback.
+  headersReceived(): void {}
+
+  dataReceived(chunk: Uint8Array): void {
+    (this.#chunks ??= []).push(chunk);
+    this.#length += chunk.byteLength;
+  }
+
+  finishRequest(): void | Promise<void> {
+    if (this.#chunks !== null) this.request.body = concatBytes(this.#chunks, this.#length);
+    return this.driver.server.callback!(this.request);
+  }
 }
 
 /** Runs one connection: the transport's handler and the engine's driver. */
@@ -403,7 +431,10 @@ class Driver implements ConnectionHandler {
   readonly connection: Connection;
   readonly engine: ServerConnection;
   readonly #info: ConnectionInfo;
-  #exchanges = new Map<number, Exchange>();
+  /** Requests whose responses are not finished, oldest first (usually one). */
+  #open: Exchange[] = [];
+  /** The request whose body is being read: `data` and `end` events are its. */
+  #reading: Exchange | null = null;
   #pumping = false;
   #waiting = false;
   #readPaused = false;
@@ -446,6 +477,7 @@ class Driver implements ConnectionHandler {
       return;
     }
     if (this.closed || this.#ended) return; // after our FIN, input is only read to see the peer's close
+    this.server.tick = this.server.clock.now();
     this.engine.receiveData(chunk);
     this.#pump();
   }
@@ -475,7 +507,7 @@ class Driver implements ConnectionHandler {
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const w of waiters) w();
-    for (const exchange of this.#exchanges.values()) {
+    for (const exchange of this.#open) {
       if (!exchange.finished) {
         try {
           exchange.delegate?.onConnectionClose?.();
@@ -484,7 +516,8 @@ class Driver implements ConnectionHandler {
         }
       }
     }
-    this.#exchanges.clear();
+    this.#open = [];
+    this.#reading = null;
     if (error !== undefined && !isQuietError(error)) this.server.logger.debug(`Connection closed with an error: ${error.message}`);
     const closed = this.#closedWaiters;
     this.#closedWaiters = [];
@@ -510,15 +543,16 @@ class Driver implements ConnectionHandler {
             this.#onRequest(ev);
             break;
           case "data": {
-            const exchange = this.#exchanges.get(ev.id);
-            if (exchange !== undefined && !exchange.failed) {
+            const exchange = this.#reading;
+            if (exchange !== null && exchange.id === ev.id && !exchange.failed) {
               this.#call(exchange, exchange.delegate.dataReceived(ev.data));
             }
             break;
           }
           case "end": {
-            const exchange = this.#exchanges.get(ev.id);
-            if (exchange !== undefined && !exchange.failed) {
+            const exchange = this.#reading;
+            this.#reading = null;
+            if (exchange !== null && exchange.id === ev.id && !exchange.failed) {
               if (exchange.request.trailers === null && ev.trailers.length > 0) {
                 exchange.request.trailers = HTTPHeaders.fromFlat(ev.trailers);
               }
@@ -532,10 +566,11 @@ class Driver implements ConnectionHandler {
           case "error": {
             this.server.logger.warn(`Bad request from ${this.#info.remoteIp}: ${ev.error.message}`);
             if (ev.id !== null) {
-              const exchange = this.#exchanges.get(ev.id);
+              const exchange = this.#reading !== null && this.#reading.id === ev.id ? this.#reading : undefined;
+              this.#reading = null;
               if (exchange !== undefined) {
                 exchange.failed = true;
-                this.#exchanges.delete(ev.id);
+                this.#forget(exchange);
                 try {
                   exchange.delegate.onConnectionClose?.();
                 } catch (err) {
@@ -567,16 +602,23 @@ class Driver implements ConnectionHandler {
       ev.headers,
       this.#info,
       exchange,
-      server.clock.now(),
+      server.tick,
     );
     if (server.xheaders) applyXHeaders(request, server.trustedDownstream);
     exchange.request = request;
-    this.#exchanges.set(ev.id, exchange);
+    this.#open.push(exchange);
+    this.#reading = exchange;
     // RFC 9110 §10.1.1: an expectation other than 100-continue gets 417.
     if (ev.expect !== null && !ev.expectContinue && ev.version === "1.1") {
       exchange.failed = true;
       exchange.delegate = { headersReceived() {}, dataReceived() {}, finish() {} };
       exchange.respond(417, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }, "Expectation Failed\n");
+      return;
+    }
+    if (server.callback !== null) {
+      // The whole-request callback: the exchange buffers the body itself.
+      exchange.delegate = exchange;
+      this.#headDone(exchange);
       return;
     }
     let delegate: HTTPMessageDelegate;
@@ -622,7 +664,7 @@ class Driver implements ConnectionHandler {
   #callFinish(exchange: Exchange): void {
     let result: void | Promise<void>;
     try {
-      result = exchange.delegate.finish();
+      result = exchange.delegate === exchange ? exchange.finishRequest() : exchange.delegate.finish();
     } catch (err) {
       this.#handlerFailed(exchange, err);
       return;
@@ -657,12 +699,26 @@ class Driver implements ConnectionHandler {
 
   /** @internal */
   exchangeFinished(exchange: Exchange): void {
-    this.#exchanges.delete(exchange.id);
+    this.#forget(exchange);
     // The engine may have paused at its limit of requests in flight.
     if (this.#enginePaused && !this.#pumping) queueMicrotask(() => this.#pump());
   }
 
+  #forget(exchange: Exchange): void {
+    const open = this.#open;
+    if (open[0] === exchange) open.shift();
+    else {
+      const i = open.indexOf(exchange);
+      if (i >= 0) open.splice(i, 1);
+    }
+  }
+
   // ------------------------------------------------------------------ output
+
+  /** Outside a read (an async response), the tick is stale: read the clock. */
+  refreshTick(): void {
+    if (!this.#pumping) this.server.tick = this.server.clock.now();
+  }
 
   scheduleFlush(): void {
     if (this.#flushScheduled || this.#pumping) return;
@@ -735,7 +791,7 @@ class Driver implements ConnectionHandler {
     else if (state === "body") wait = Wait.BODY;
     else if (state === "idle" && this.engine.requestsInFlight === 0) wait = Wait.IDLE;
     else wait = Wait.NONE;
-    const now = this.server.clock.now();
+    const now = this.server.tick;
     if (wait !== this.#wait || (sawRequest && wait === Wait.HEAD) || wait === Wait.IDLE) {
       this.#wait = wait;
       switch (wait) {
@@ -805,7 +861,7 @@ class Driver implements ConnectionHandler {
 
   #onlyUnansweredIsCurrent(): boolean {
     if (this.engine.requestsInFlight !== 1) return false;
-    for (const exchange of this.#exchanges.values()) if (exchange.headersWritten) return false;
+    for (const exchange of this.#open) if (exchange.headersWritten) return false;
     return true;
   }
 
@@ -823,7 +879,8 @@ class Driver implements ConnectionHandler {
     this.server.forget(this);
     this.engine.destroy();
     exchange.finished = true;
-    this.#exchanges.clear();
+    this.#open = [];
+    this.#reading = null;
     const rest = this.#afterSwitch.length === 0 ? trailing : concatBytes([trailing, ...this.#afterSwitch]);
     this.#afterSwitch = [];
     if (this.#readPaused) {

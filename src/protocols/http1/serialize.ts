@@ -33,6 +33,18 @@ export function isValidHeaderValue(value: string): boolean {
  * ```
  */
 export function assertHeader(name: string, value: string): void {
+  // Most responses repeat the same few headers: remember those already checked.
+  if (CHECKED_NAMES.has(name) && CHECKED_VALUES.has(value)) return;
+  checkHeader(name, value);
+  if (CHECKED_NAMES.size < 512) CHECKED_NAMES.add(name);
+  if (CHECKED_VALUES.size < 2048 && value.length <= 128) CHECKED_VALUES.add(value);
+}
+
+/** Names and short values that passed {@link checkHeader}; bounded. */
+const CHECKED_NAMES = new Set<string>();
+const CHECKED_VALUES = new Set<string>();
+
+function checkHeader(name: string, value: string): void {
   if (!TOKEN.test(name)) {
     throw new LocalProtocolError("ERR_INVALID_HEADER_NAME", `Cannot send header ${JSON.stringify(name)}: the name is not a token`);
   }
@@ -46,7 +58,16 @@ export function assertHeader(name: string, value: string): void {
 
 /** ASCII-case-insensitive comparison of a header name with a lowercase name. */
 export function nameIs(name: string, lower: string): boolean {
-  return name.length === lower.length && (name === lower || name.toLowerCase() === lower);
+  const n = name.length;
+  if (n !== lower.length) return false;
+  if (name === lower) return true;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    // Equal, or an uppercase ASCII letter whose lowercase is `l`.
+    if (c !== l && (c + 0x20 !== l || c < 0x41 || c > 0x5a)) return false;
+  }
+  return true;
 }
 
 /** A list of output parts: latin1 strings (heads, chunk framing) and bytes (bodies). */
@@ -68,6 +89,15 @@ export function partsLength(parts: OutputParts): number {
  * ```
  */
 export function joinParts(parts: OutputParts, total: number): Uint8Array {
+  let allStrings = true;
+  for (let i = 0; i < parts.length; i++) {
+    if (typeof parts[i] !== "string") {
+      allStrings = false;
+      break;
+    }
+  }
+  // Heads and ASCII bodies only (the hello-world case): one string, one copy.
+  if (allStrings) return Buffer.from(parts.length === 1 ? (parts[0] as string) : parts.join(""), "latin1");
   if (parts.length === 1) {
     const only = parts[0]!;
     return typeof only === "string" ? Buffer.from(only, "latin1") : only;

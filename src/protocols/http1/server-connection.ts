@@ -186,6 +186,9 @@ export type TheirState =
   | "switched";
 
 const EMPTY_HEADERS: FlatHeaders = Object.freeze([]) as unknown as FlatHeaders;
+const ASCII = /^[\x00-\x7f]*$/;
+/** Bytes of a chunk decoded to text at once for the spans that fall in it. */
+const TEXT_WINDOW = 16 * 1024;
 
 const enum Framing {
   NONE,
@@ -258,6 +261,9 @@ export class ServerConnection {
   #pendingOffset = 0;
   #eof = false;
   #chunk: Uint8Array = EMPTY_BYTES;
+  #textChunk: Uint8Array = EMPTY_BYTES;
+  #textWindow = "";
+  #textBase = 0;
   #events: ServerEvent[] = [];
   #eventHead = 0;
   #nextId = 0;
@@ -530,6 +536,16 @@ export class ServerConnection {
     if (slot.headSent) {
       throw new LocalProtocolError("ERR_HEADERS_SENT", `Cannot write a response for request ${id}: its headers were already sent`);
     }
+    if (typeof body === "string" && body.length <= 4096 && ASCII.test(body)) {
+      // Short ASCII text: it stays a string and joins the head in one copy.
+      this.#writeHead(slot, head, body.length);
+      if (body.length > 0 && slot.framing === Framing.LENGTH) {
+        slot.remaining -= body.length;
+        this.#emit(slot, body);
+      }
+      this.#finishSlot(slot, undefined);
+      return true;
+    }
     const bytes = body === undefined ? EMPTY_BYTES : toBytes(body);
     this.#writeHead(slot, head, bytes.byteLength);
     if (bytes.byteLength > 0) this.#writeBody(slot, bytes);
@@ -618,6 +634,8 @@ export class ServerConnection {
       if (this.#protoNeed > 0) this.#captureProto(from);
       const result = parser.execute(chunk, from);
       this.#chunk = EMPTY_BYTES;
+      this.#textChunk = EMPTY_BYTES;
+      this.#textWindow = "";
       if (result === ExecuteResult.OK) {
         this.#pending.shift();
         this.#pendingOffset = 0;
@@ -734,8 +752,20 @@ export class ServerConnection {
     this.#protoNeed -= n;
   }
 
+  /**
+   * The latin1 text of a span. A window of the chunk is decoded once and
+   * spans are cut from it: one decode per read instead of one per header.
+   */
   #text(start: number, length: number): string {
-    return asBuffer(this.#chunk).toString("latin1", start, start + length);
+    const chunk = this.#chunk;
+    let base = this.#textBase;
+    if (this.#textChunk !== chunk || start < base || start + length > base + this.#textWindow.length) {
+      base = start;
+      this.#textWindow = asBuffer(chunk).toString("latin1", start, Math.min(chunk.byteLength, start + Math.max(length, TEXT_WINDOW)));
+      this.#textChunk = chunk;
+      this.#textBase = base;
+    }
+    return this.#textWindow.slice(start - base, start - base + length);
   }
 
   #countHead(n: number): number {
@@ -794,7 +824,7 @@ export class ServerConnection {
           }
           break;
         case 10:
-          if (nameIs(name, "connection")) {
+          if (nameIs(name, "connection") && /close/i.test(headers[i + 1]!)) {
             for (const t of headers[i + 1]!.split(",")) {
               if (t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase() === "close") connClose = true;
             }
