@@ -407,7 +407,7 @@ class Exchange implements RequestConnection, HTTPMessageDelegate {
 
   #finished(): void {
     this.finished = true;
-    this.request.markFinished(this.driver.server.clock.now());
+    this.request.markFinished(this.driver.now());
     this.driver.exchangeFinished(this);
   }
 
@@ -714,6 +714,11 @@ class Driver implements ConnectionHandler {
   }
 
   // ------------------------------------------------------------------ output
+
+  /** The time now: the read's tick while handling a read, else the clock. */
+  now(): number {
+    return this.#pumping ? this.server.tick : this.server.clock.now();
+  }
 
   /** Outside a read (an async response), the tick is stale: read the clock. */
   refreshTick(): void {

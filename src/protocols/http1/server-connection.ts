@@ -187,6 +187,25 @@ export type TheirState =
 
 const EMPTY_HEADERS: FlatHeaders = Object.freeze([]) as unknown as FlatHeaders;
 const ASCII = /^[\x00-\x7f]*$/;
+/** The bytes between the request target and the version: " HTTP/". */
+const PROTOCOL_PREFIX = Uint8Array.from([0x20, 0x48, 0x54, 0x54, 0x50, 0x2f]);
+/** Status lines with the standard reasons, by status. */
+const STANDARD_STATUS_LINES: string[] = [];
+for (const code of [200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 413, 500, 503]) {
+  STANDARD_STATUS_LINES[code] = `HTTP/1.1 ${code} ${reasonPhrase(code)}\r\n`;
+}
+/** Status lines by status code and reason, built once. */
+const STATUS_LINES = new Map<string, string>();
+
+function statusLine(status: number, reason: string): string {
+  const key = `${status} ${reason}`;
+  let line = STATUS_LINES.get(key);
+  if (line === undefined) {
+    line = `HTTP/1.1 ${key}\r\n`;
+    if (STATUS_LINES.size < 256) STATUS_LINES.set(key, line);
+  }
+  return line;
+}
 /** Bytes of a chunk decoded to text at once for the spans that fall in it. */
 const TEXT_WINDOW = 16 * 1024;
 
@@ -285,7 +304,8 @@ export class ServerConnection {
   #msgKeepAlive = false;
   #msgUpgrade = false;
   #declinedUpgrade = false;
-  #protoBuf = " HTTP/";
+  /** How many bytes of " HTTP/" after the target matched so far; -1 on a mismatch. */
+  #protoMatched = PROTOCOL_PREFIX.length;
   #protoNeed = 0;
   #maxBody: number;
   #bodyBytes = 0;
@@ -537,12 +557,8 @@ export class ServerConnection {
       throw new LocalProtocolError("ERR_HEADERS_SENT", `Cannot write a response for request ${id}: its headers were already sent`);
     }
     if (typeof body === "string" && body.length <= 4096 && ASCII.test(body)) {
-      // Short ASCII text: it stays a string and joins the head in one copy.
-      this.#writeHead(slot, head, body.length);
-      if (body.length > 0 && slot.framing === Framing.LENGTH) {
-        slot.remaining -= body.length;
-        this.#emit(slot, body);
-      }
+      // Short ASCII text: it stays a string, one part with the head.
+      this.#writeHead(slot, head, body.length, body);
       this.#finishSlot(slot, undefined);
       return true;
     }
@@ -705,8 +721,8 @@ export class ServerConnection {
       onUrl: (start, length) => {
         if (this.#url === "") this.#headBytes += this.#parser!.method.length + 12;
         this.#url += this.#text(start, length);
-        this.#protoBuf = "";
-        this.#protoNeed = 6;
+        this.#protoMatched = 0;
+        this.#protoNeed = PROTOCOL_PREFIX.length;
         this.#captureProto(start + length);
         if (this.#url.length > this.#maxUrlLength) {
           return this.#failFromParser(
@@ -745,10 +761,19 @@ export class ServerConnection {
     };
   }
 
+  /**
+   * Checks that the bytes after the target are " HTTP/": llhttp also accepts
+   * RTSP and ICE request lines, and undici's build does not report which.
+   */
   #captureProto(from: number): void {
-    const n = Math.min(this.#protoNeed, this.#chunk.byteLength - from);
+    const chunk = this.#chunk;
+    const n = Math.min(this.#protoNeed, chunk.byteLength - from);
     if (n <= 0) return;
-    this.#protoBuf += asBuffer(this.#chunk).toString("latin1", from, from + n);
+    let matched = this.#protoMatched;
+    for (let k = 0; k < n && matched >= 0; k++) {
+      matched = chunk[from + k] === PROTOCOL_PREFIX[matched] ? matched + 1 : -1;
+    }
+    this.#protoMatched = matched;
     this.#protoNeed -= n;
   }
 
@@ -877,7 +902,7 @@ export class ServerConnection {
     }
     if (connClose) keepAlive = false;
     if (minor === 0 && transferEncoding !== null) keepAlive = false;
-    if (!this.#protoBuf.startsWith(" HTTP/")) {
+    if (this.#protoMatched !== PROTOCOL_PREFIX.length) {
       return this.#failFromParser(new RemoteProtocolError("ERR_INVALID_PROTOCOL", "Cannot serve the request: it is not HTTP", { status: 400 }));
     }
     const declared = contentLength === null ? -1 : parseContentLength(contentLength);
@@ -1060,8 +1085,12 @@ export class ServerConnection {
     }
   }
 
-  /** Builds and emits the response head; `knownLength` >= 0 for a whole body. */
-  #writeHead(slot: Slot, head: ResponseHead, knownLength: number): void {
+  /**
+   * Builds and emits the response head; `knownLength` >= 0 for a whole body.
+   * `asciiBody`, if given, is that whole body as ASCII text, emitted with the
+   * head when the response has a body.
+   */
+  #writeHead(slot: Slot, head: ResponseHead, knownLength: number, asciiBody?: string): void {
     const status = head.status;
     if (!Number.isInteger(status) || status < 100 || status > 999) {
       throw new LocalProtocolError("ERR_INVALID_STATUS", `Cannot send status ${status}: it must be an integer from 100 to 999`);
@@ -1076,11 +1105,11 @@ export class ServerConnection {
       throw new LocalProtocolError("ERR_NOT_UPGRADE", `Cannot send 101 for request ${slot.id}: it did not ask for an upgrade`);
     }
     const reason = head.reason ?? reasonPhrase(status);
-    if (/[\r\n]/.test(reason)) {
+    if (head.reason !== undefined && /[\r\n]/.test(reason)) {
       throw new LocalProtocolError("ERR_INVALID_REASON", "Cannot send the response: its reason phrase contains CR or LF");
     }
     const headers = head.headers ?? EMPTY_HEADERS;
-    let text = `HTTP/1.1 ${status} ${reason}\r\n`;
+    let text = head.reason === undefined ? (STANDARD_STATUS_LINES[status] ?? statusLine(status, reason)) : statusLine(status, reason);
     let userLength = -1;
     let userChunked = false;
     let userClose = false;
@@ -1178,7 +1207,12 @@ export class ServerConnection {
     slot.remaining = framing === Framing.LENGTH ? userLength : 0;
     slot.closeAfter = closeAfter;
     slot.headSent = true;
-    this.#emit(slot, text + "\r\n");
+    if (asciiBody !== undefined && framing === Framing.LENGTH) {
+      slot.remaining -= asciiBody.length;
+      this.#emit(slot, text + "\r\n" + asciiBody);
+    } else {
+      this.#emit(slot, text + "\r\n");
+    }
     if (status === 101) this.#switchProtocols(slot);
   }
 
