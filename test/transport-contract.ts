@@ -412,6 +412,29 @@ export function runTransportSuite(suite: TransportSuiteOptions): void {
       expectNoProblems(c, s);
     });
 
+    it("writes latin1 strings byte for byte where the transport has writeLatin1, in order with bytes", async () => {
+      const pair = await openPair();
+      const { server, s } = pair;
+      const text = "HTTP/1.1 200 OK\r\nX: caf\u00e9 \u00ff\r\n\r\n";
+      const expected = [...Array.from(text, (ch) => ch.charCodeAt(0)), 1, 2, 3, ...Array.from(text, (ch) => ch.charCodeAt(0))];
+      if (typeof pair.client.writeLatin1 === "function") {
+        expect(pair.client.writeLatin1(text)).toBe(true);
+        pair.client.write(new Uint8Array([1, 2, 3]));
+        expect(pair.client.writeLatin1(text)).toBe(true);
+      } else {
+        // Without the fast path the same bytes go through write.
+        const latin1 = Uint8Array.from(text, (ch) => ch.charCodeAt(0));
+        pair.client.write(latin1);
+        pair.client.write(new Uint8Array([1, 2, 3]));
+        pair.client.write(latin1);
+      }
+      await waitUntil("all data", () => s.received >= expected.length);
+      expect(Array.from(s.bytes())).toEqual(expected);
+      void server;
+      await closeCleanly(pair);
+      expectNoProblems(pair.c, s);
+    });
+
     it("delivers any sequence of writes as the same bytes (property)", async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 0, maxLength: 3000 }), { maxLength: 24 }), async (chunks) => {

@@ -68,6 +68,13 @@ export interface Connection {
    * Writing after `end` or `destroy` is ignored and returns false.
    */
   write(chunk: Uint8Array): boolean;
+  /**
+   * Optional fast path: writes a string as latin1 (one byte per char; every
+   * char must be below U+0100), as `write` would write those bytes. Node's
+   * sockets write such a string without making a buffer first; HTTP heads
+   * travel this way. Same return value and backpressure as `write`.
+   */
+  writeLatin1?(text: string): boolean;
   /** Flushes what was written, then half-closes (FIN). */
   end(): void;
   /** Closes at once, dropping unsent data. */

@@ -751,9 +751,11 @@ class Driver implements ConnectionHandler {
 
   #flush(): void {
     if (this.closed || this.#detached) return;
-    const out = this.engine.takeOutput();
-    if (out !== null && !this.#ended) {
-      if (!this.connection.write(out)) this.#writeBlocked = true;
+    if (!this.#ended && this.engine.outputLength > 0) {
+      const connection = this.connection;
+      const text = connection.writeLatin1 !== undefined ? this.engine.takeOutputText() : null;
+      const accepted = text !== null ? connection.writeLatin1!(text) : connection.write(this.engine.takeOutput()!);
+      if (!accepted) this.#writeBlocked = true;
     }
     if (this.engine.mustClose && !this.#ended) this.#endConnection(null);
   }

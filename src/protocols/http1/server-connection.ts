@@ -452,6 +452,21 @@ export class ServerConnection {
    * The output produced so far, joined into one buffer; null if there is
    * none. When it is a single body chunk, that is the caller's own array.
    */
+  /**
+   * The output so far as one latin1 string, when it is all text (heads and
+   * ASCII bodies); null, taking nothing, when it holds bytes. For transports
+   * with `writeLatin1`.
+   */
+  takeOutputText(): string | null {
+    const out = this.#out;
+    if (out.length === 0) return null;
+    for (let i = 0; i < out.length; i++) if (typeof out[i] !== "string") return null;
+    const text = out.length === 1 ? (out[0] as string) : out.join("");
+    this.#out = [];
+    this.#outLength = 0;
+    return text;
+  }
+
   takeOutput(): Uint8Array | null {
     if (this.#outLength === 0 && this.#out.length === 0) return null;
     const data = joinParts(this.#out, this.#outLength);

@@ -21,6 +21,7 @@
  * @module
  */
 import { isIP } from "node:net";
+import { latin1Bytes } from "../../core/bytes";
 import type { Connection, ConnectionHandler, SocketAddress, StartTlsOptions } from "../../core/transport";
 import type { BunSocket, BunSocketHandler, BunTlsOptions } from "./bun-api";
 import { clientTlsOptions, serverTlsOptions } from "./tls-options";
@@ -264,6 +265,11 @@ export class BunConnection implements Connection {
     if (this.#hasHeld()) this.#scheduleDelivery();
     else this.#updateDelivery();
     this.#syncReading();
+  }
+
+  /** Writes a string as latin1 bytes (Bun's sockets encode strings as UTF-8, so this makes the bytes). */
+  writeLatin1(text: string): boolean {
+    return this.write(latin1Bytes(text));
   }
 
   write(chunk: Uint8Array): boolean {

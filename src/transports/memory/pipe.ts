@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { latin1Bytes } from "../../core/bytes";
 import { type Clock, systemClock, type TimerHandle } from "../../core/clock";
 import {
   type Connection,
@@ -354,6 +355,11 @@ export class MemoryConnection implements Connection {
   setHandler(handler: ConnectionHandler): void {
     this.#handler = handler;
     this.#scheduleService();
+  }
+
+  /** Writes a string as latin1 bytes (see the contract's `writeLatin1`). */
+  writeLatin1(text: string): boolean {
+    return this.write(latin1Bytes(text));
   }
 
   write(chunk: Uint8Array): boolean {

@@ -203,6 +203,10 @@ export class NodeConnection implements Connection {
     return this.#writable ? this.#socket.write(chunk) : false;
   }
 
+  writeLatin1(text: string): boolean {
+    return this.#writable ? this.#socket.write(text, "latin1") : false;
+  }
+
   end(): void {
     if (!this.#writable) return;
     this.#writable = false;
