@@ -6,7 +6,7 @@
  * @module
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import * as net from "node:net";
 import process from "node:process";
 import { ROOT } from "../config";
@@ -210,6 +210,40 @@ export function watchCpu(pids: () => number[], everyMs = 200): { stop(): number[
       });
     },
   };
+}
+
+/**
+ * `pid` and its descendants (children, grandchildren...), from /proc: the
+ * processes of a server that forks workers. `pid` comes first.
+ */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
+  } catch {
+    return [pid];
+  }
+  for (const entry of entries) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // The parent's pid is the second field after the command name.
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const list = children.get(ppid);
+    if (list === undefined) children.set(ppid, [Number(entry)]);
+    else list.push(Number(entry));
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return out;
 }
 
 /** CPU numbers of a taskset list such as `0`, `2,3` or `0-3`. */

@@ -1,11 +1,14 @@
 /**
- * Reads a V8 `.cpuprofile` (from `node --cpu-prof`) and ranks where the time
- * went: self time per function, inclusive time of typhoon's own functions,
- * and a breakdown (typhoon, Node internals, llhttp wasm, GC, native).
+ * Reads a `.cpuprofile` (from `node --cpu-prof`, or `bun --cpu-prof`, which
+ * writes the same format with wall-clock time stamps) and ranks where the
+ * time went: self time per function, inclusive time of typhoon's own
+ * functions, and a breakdown (typhoon, Node internals, llhttp wasm, GC,
+ * native).
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ROOT } from "../config";
 import type { SourceMap } from "./sourcemap";
 
@@ -87,11 +90,42 @@ function label(frame: CallFrame): string {
 }
 
 /**
- * Summarizes a profile. With `window` (CLOCK_MONOTONIC microseconds, the
- * clock V8 stamps samples with on Linux), only samples inside it count.
+ * A time window in microseconds on two clocks: CLOCK_MONOTONIC (what V8
+ * stamps samples with on Linux: `process.hrtime`) and, optionally, the
+ * wall clock (what Bun stamps them with: `Date.now() * 1000`).
  */
-export function summarizeProfile(file: string, window?: { startUs: number; endUs: number }, map?: SourceMap, top = 20): ProfileSummary {
+export interface ProfileWindow {
+  startUs: number;
+  endUs: number;
+  wallStartUs?: number;
+  wallEndUs?: number;
+}
+
+/** Now, on both clocks of {@link ProfileWindow}. */
+export function clocksNowUs(): { mono: number; wall: number } {
+  return { mono: Number(process.hrtime.bigint() / 1000n), wall: (performance.timeOrigin + performance.now()) * 1000 };
+}
+
+/** Of the profiles in `dir` (one per thread), the summary of the one that was busiest in the window. */
+export function mainThreadProfile(dir: string, window: ProfileWindow, map: SourceMap): ProfileSummary {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+  if (files.length === 0) throw new Error(`No profile was written in ${dir}`);
+  const summaries = files.map((f) => summarizeProfile(join(dir, f), window, map));
+  summaries.sort((a, b) => b.busyMs - a.busyMs);
+  return summaries[0]!;
+}
+
+/**
+ * Summarizes a profile. With `window`, only samples inside it count (on
+ * the clock the profile's time stamps are on: monotonic for V8, wall-clock
+ * for Bun, told apart by their size).
+ */
+export function summarizeProfile(file: string, clocks?: ProfileWindow, map?: SourceMap, top = 20): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+  // Microseconds since 1970 are ~1.8e15; since boot, far fewer.
+  const wall = profile.startTime > 1e14;
+  const window =
+    clocks === undefined ? undefined : wall ? (clocks.wallStartUs === undefined ? undefined : { startUs: clocks.wallStartUs, endUs: clocks.wallEndUs! }) : clocks;
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const node of profile.nodes) {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ScenarioDef } from "../config";
-import { cpuBusySeconds, indent, parseCpuList, spawnPinned, watchCpu } from "./proc";
+import { cpuBusySeconds, indent, parseCpuList, processTree, spawnPinned, watchCpu } from "./proc";
 
 /** What one wrk run measured. */
 export interface WrkResult {
@@ -18,8 +18,10 @@ export interface WrkResult {
   errors: { connect: number; read: number; write: number; status: number; timeout: number };
   /** Latency in microseconds; with pipelining, per batch of `depth` requests. */
   latencyUs: { mean: number; stdev: number; max: number; p50: number; p90: number; p99: number };
-  /** Share of one CPU the server used during the run (1 = a whole core). */
+  /** Share of one CPU the server used during the run (1 = a whole core), summed over its processes. */
   serverCpu: number;
+  /** The same per process of the server (its first process, then the workers it forked), when it has several. */
+  serverCpuByProcess?: number[];
   /** Share of one CPU wrk used. */
   wrkCpu: number;
   /**
@@ -64,9 +66,13 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const cpus = [...new Set([...parseCpuList(o.cpu), ...parseCpuList(o.serverCpus)])];
   const busyStart = cpuBusySeconds(cpus);
   const t0 = performance.now();
-  const cpu = watchCpu(() => [o.serverPid, wrk.pid]);
+  // A server of several processes: its workers are running by now.
+  const serverPids = processTree(o.serverPid);
+  const cpu = watchCpu(() => [...serverPids, wrk.pid]);
   const code = await wrk.exited;
-  const [serverCpu, wrkCpu] = cpu.stop();
+  const shares = cpu.stop();
+  const wrkCpu = shares.pop()!;
+  const serverCpu = shares.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
   const busy = (cpuBusySeconds(cpus) - busyStart) / ((performance.now() - t0) / 1000);
   const othersCpu = Math.max(0, busy - (serverCpu || 0) - (wrkCpu || 0));
   if (code !== 0 || json === null) {
@@ -84,8 +90,9 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   // expected interval and each long latency; those below the smallest
   // recorded latency are counted but never reached by percentile(), which
   // then returns 0. It happens with pipelining (wrk's expected interval is
-  // per response, latencies are per batch): report it as unknown.
-  if (s.latency_us.p99 === 0 && s.latency_us.p90 > 0) s.latency_us.p99 = NaN;
+  // per response, latencies are per batch): report it as unknown (no
+  // latency is 0 µs).
+  if (s.latency_us.p99 === 0) s.latency_us.p99 = NaN;
   return {
     rps: s.requests / durationSec,
     requests: s.requests,
@@ -93,8 +100,9 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
     bytes: s.bytes,
     errors: s.errors,
     latencyUs: s.latency_us,
-    serverCpu: serverCpu!,
-    wrkCpu: wrkCpu!,
+    serverCpu,
+    ...(shares.length > 1 ? { serverCpuByProcess: shares } : {}),
+    wrkCpu,
     othersCpu,
   };
 }

@@ -13,6 +13,10 @@
  *
  * The runner waits until the port accepts and checks one answer itself; a
  * server prints nothing it must parse.
+ *
+ * `BENCH_PROCESSES=n` (n > 1) makes a server fork n workers with typhoon's
+ * `forkProcesses` before it listens ({@link forkIfAsked}); the primary
+ * passes SIGTERM on to them, and they exit with the runner as any server.
  */
 import process from "node:process";
 
@@ -43,4 +47,78 @@ export function exitWithRunner(name: string): void {
     console.error(`${name}: uncaught exception`, error);
     process.exit(1);
   });
+}
+
+/**
+ * With `BENCH_PROCESSES=n` (n > 1), forks n workers with typhoon's
+ * `forkProcesses` and returns in each of them (the primary stays inside,
+ * supervising, and exits once the workers have); otherwise returns at once.
+ * Call it first, before {@link exitWithRunner}.
+ */
+export async function forkIfAsked(): Promise<void> {
+  const raw = process.env.BENCH_PROCESSES;
+  if (raw === undefined || raw === "" || raw === "1") return;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`Cannot start the benchmark server: BENCH_PROCESSES=${JSON.stringify(raw)} is not a positive whole number`);
+    process.exit(2);
+  }
+  const { forkProcesses } = await import("../../src/server/process");
+  await forkProcesses(n);
+}
+
+/** What a server reports after a full collection (bytes, from `process.memoryUsage()`). */
+export interface GcReport {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/**
+ * With `BENCH_GC=1`: a line `gc` on stdin runs a full collection (a few
+ * times, with turns of the event loop between them so that finalizers run)
+ * and prints `gc {"rss":...,"heapUsed":...}` on stdout. Needs
+ * `node --expose-gc` (or Bun, whose `Bun.gc(true)` is used). A line
+ * `snapshot <file>` (Node) collects the same way, writes a heap snapshot to
+ * `<file>` and prints `snapshot <file>`.
+ */
+export function gcOnRequest(): void {
+  if (process.env.BENCH_GC !== "1") return;
+  const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
+  const collect = g.gc ?? (g.Bun !== undefined ? () => g.Bun!.gc(true) : undefined);
+  if (collect === undefined) {
+    console.error("Cannot answer gc requests: run Node with --expose-gc");
+    process.exit(2);
+  }
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  let partial = "";
+  process.stdin.setEncoding("latin1");
+  process.stdin.on("data", (text: string) => {
+    partial += text;
+    let nl: number;
+    while ((nl = partial.indexOf("\n")) !== -1) {
+      const line = partial.slice(0, nl).trim();
+      partial = partial.slice(nl + 1);
+      const snapshot = line.startsWith("snapshot ") ? line.slice(9).trim() : null;
+      if (line !== "gc" && snapshot === null) continue;
+      void (async () => {
+        for (let i = 0; i < 4; i++) {
+          collect();
+          await turn();
+        }
+        if (snapshot !== null) {
+          const v8 = await import("node:v8");
+          v8.writeHeapSnapshot(snapshot);
+          process.stdout.write(`snapshot ${snapshot}\n`);
+          return;
+        }
+        const m = process.memoryUsage();
+        const report: GcReport = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+        process.stdout.write(`gc ${JSON.stringify(report)}\n`);
+      })();
+    }
+  });
+  process.stdin.resume();
 }

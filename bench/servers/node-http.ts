@@ -4,8 +4,9 @@
  * chunk the body; the length is given as typhoon's `respond` computes it.
  */
 import * as http from "node:http";
-import { BENCH_HOST, benchPort, exitWithRunner } from "./common";
+import { BENCH_HOST, benchPort, exitWithRunner, forkIfAsked } from "./common";
 
+await forkIfAsked();
 exitWithRunner("node-http");
 http
   .createServer((_req, res) => {

@@ -4,8 +4,9 @@
  * (the Application's default is `text/html; charset=UTF-8`); it also sends
  * `Server` and `Etag` headers, as Tornado does.
  */
-import { BENCH_HOST, benchPort, exitWithRunner } from "./common";
+import { BENCH_HOST, benchPort, exitWithRunner, forkIfAsked } from "./common";
 
+await forkIfAsked();
 exitWithRunner("typhoon-app");
 
 // Imported at run time so that a missing or half-written web layer is

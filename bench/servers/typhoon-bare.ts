@@ -6,8 +6,9 @@
  * example in the HTTPServer docs does (one promise per request more).
  */
 import { HTTPServer, type HTTPServerRequest } from "../../src/server";
-import { BENCH_HOST, benchPort, exitWithRunner } from "./common";
+import { BENCH_HOST, benchPort, exitWithRunner, forkIfAsked } from "./common";
 
+await forkIfAsked();
 exitWithRunner("typhoon-bare");
 
 const callback =
