@@ -13,9 +13,19 @@
  *
  * @module
  */
-import llhttpWasm from "undici/lib/llhttp/llhttp-wasm.js";
-import llhttpSimdWasm from "undici/lib/llhttp/llhttp_simd-wasm.js";
-import { METHODS, ERROR } from "undici/lib/llhttp/constants.js";
+import { createRequire } from "node:module";
+
+// undici's llhttp files are CommonJS modules whose export is the wasm as a
+// Buffer. They are loaded with require, not imported: a bundler's ESM
+// interop (esbuild's __toESM, used by the CommonJS build) would copy every
+// byte index of that Buffer into a getter, ~100k of them, at startup.
+const requireFromHere = createRequire(import.meta.url);
+const llhttpWasm = requireFromHere("undici/lib/llhttp/llhttp-wasm.js") as Uint8Array<ArrayBuffer>;
+const llhttpSimdWasm = requireFromHere("undici/lib/llhttp/llhttp_simd-wasm.js") as Uint8Array<ArrayBuffer>;
+const { METHODS, ERROR } = requireFromHere("undici/lib/llhttp/constants.js") as {
+  METHODS: Record<string, number>;
+  ERROR: Record<string, number> & { PAUSED: number; PAUSED_UPGRADE: number; PAUSED_H2_UPGRADE: number };
+};
 
 /** Which side of HTTP a parser reads. */
 export type ParserKind = "request" | "response";
