@@ -644,8 +644,16 @@ export class RequestHandler {
     const rest = this.#chunks;
     if (rest === null) {
       if (first.length <= SMALL_BODY) {
+        // Handlers often answer the same short text again and again.
+        if (typeof first === "string" && first === lastEtagBody) return lastEtag;
         const tag = smallEtag(first);
-        if (tag !== null) return tag;
+        if (tag !== null) {
+          if (typeof first === "string") {
+            lastEtagBody = first;
+            lastEtag = tag;
+          }
+          return tag;
+        }
       }
       return `"${sha1Hex(first)}"`;
     }
@@ -1112,6 +1120,9 @@ function hex16(a: number, b: number): string {
 }
 
 const EMPTY_ETAG = smallEtag("")!;
+/** The last short string body and its tag (a one-entry cache). */
+let lastEtagBody = "";
+let lastEtag = EMPTY_ETAG;
 
 function weak(etag: string): string {
   return etag.startsWith("W/") ? etag.slice(2) : etag;

@@ -53,7 +53,7 @@ export interface BunSocket<Data> {
   readonly localFamily?: string;
   /** The ALPN protocol agreed; `false` or `null` when there is none. */
   readonly alpnProtocol?: string | false | null;
-  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+  write(data: Uint8Array | string, byteOffset?: number, byteLength?: number): number;
   shutdown(halfClose?: boolean): void;
   terminate(): void;
   pause(): void;
