@@ -306,7 +306,7 @@ export class RequestHandler {
   setHeader(name: string, value: HeaderValue): void {
     const v = headerValue(name, value);
     const headers = (this.#headers ??= defaultHeaders());
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     let found = false;
     for (let i = 0; i < headers.length; i += 2) {
       if (sameName(headers[i]!, name, lower)) {
@@ -923,7 +923,7 @@ export class RequestHandler {
     const headers = this.#headers ?? DEFAULT_HEADERS_VIEW;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i]!;
-      if (n.length === lower.length && n.toLowerCase() === lower) return i;
+      if (equalsLowercase(n, lower)) return i;
     }
     return -1;
   }
@@ -1034,7 +1034,30 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 }
 
 function sameName(name: string, given: string, lower: string): boolean {
-  return name === given || (name.length === lower.length && name.toLowerCase() === lower);
+  return name === given || equalsLowercase(name, lower);
+}
+
+/** ASCII-case-insensitive `name === lower` (lower is lowercase), without allocating. */
+function equalsLowercase(name: string, lower: string): boolean {
+  const n = name.length;
+  if (n !== lower.length) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    if (c !== l && (c + 0x20 !== l || c < 0x41 || c > 0x5a)) return false;
+  }
+  return true;
+}
+
+/** Lowercased header names, memoized (a handler sets the same few again and again). */
+const LOWER_NAMES = new Map<string, string>();
+function lowerName(name: string): string {
+  let lower = LOWER_NAMES.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (LOWER_NAMES.size < 1024) LOWER_NAMES.set(name, lower);
+  }
+  return lower;
 }
 
 function headerValue(name: string, value: HeaderValue): string {
@@ -1063,7 +1086,7 @@ function requestHeader(request: HTTPServerRequest, lower: string): string | unde
   let out: string | undefined;
   for (let i = 0; i < flat.length; i += 2) {
     const n = flat[i]!;
-    if (n.length === lower.length && n.toLowerCase() === lower) out = out === undefined ? flat[i + 1]! : `${out}, ${flat[i + 1]!}`;
+    if (equalsLowercase(n, lower)) out = out === undefined ? flat[i + 1]! : `${out}, ${flat[i + 1]!}`;
   }
   return out;
 }

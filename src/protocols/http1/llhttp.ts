@@ -19,7 +19,8 @@ import { createRequire } from "node:module";
 // Buffer. They are loaded with require, not imported: a bundler's ESM
 // interop (esbuild's __toESM, used by the CommonJS build) would copy every
 // byte index of that Buffer into a getter, ~100k of them, at startup.
-const requireFromHere = createRequire(import.meta.url);
+// In a CommonJS build `__filename` is this file; in ESM, import.meta.url is.
+const requireFromHere = createRequire(typeof __filename === "string" ? __filename : import.meta.url);
 const llhttpWasm = requireFromHere("undici/lib/llhttp/llhttp-wasm.js") as Uint8Array<ArrayBuffer>;
 const llhttpSimdWasm = requireFromHere("undici/lib/llhttp/llhttp_simd-wasm.js") as Uint8Array<ArrayBuffer>;
 const { METHODS, ERROR } = requireFromHere("undici/lib/llhttp/constants.js") as {
