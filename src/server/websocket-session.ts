@@ -66,6 +66,8 @@ const DRAIN_BATCH_BYTES = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
 const noop = (): void => {};
+/** What `closed` returns when it is first asked for after the transport closed. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * A message was sent (or a ping, or a close) on a WebSocket that is closed
@@ -275,9 +277,10 @@ export class WebSocketSession {
   // Output and backpressure.
   #blocked = false;
   #flushScheduled = false;
-  #queue: QueuedSend[] = [];
-  #batch: Waiter[] = [];
-  #drainWaiters: Waiter[] = [];
+  // The three lists are made on first use: an idle connection holds none.
+  #queue: QueuedSend[] | null = null;
+  #batch: Waiter[] | null = null;
+  #drainWaiters: Waiter[] | null = null;
   #pendingPong: Uint8Array | null = null;
 
   // Timers.
@@ -285,18 +288,36 @@ export class WebSocketSession {
   #lingerTimer: TimerHandle | null = null;
   #pingTimer: TimerHandle | null = null;
   #pingCheckTimer: TimerHandle | null = null;
-  #lastReceived: number;
+  /** When input last arrived; kept only with pings (0 otherwise). */
+  #lastReceived = 0;
   /** When the oldest ping not yet followed by input was sent; -1 if none. */
   #pingSentAt = -1;
 
-  readonly #closed: Promise<void>;
-  #markClosed!: () => void;
-  /** What the transport calls (kept apart from the public `close`). */
-  readonly #transportHandler: ConnectionHandler = {
-    data: (chunk) => this.#onData(chunk),
-    end: () => this.#onEnd(),
-    drain: () => this.#onDrain(),
-    close: (error) => this.#onTransportClose(error),
+  /** Made when someone asks for `closed` (most never do). */
+  #closed: Promise<void> | null = null;
+  #markClosed: (() => void) | null = null;
+
+  /**
+   * What the transport calls, kept apart from the public `close`: one small
+   * object per session whose prototype methods forward to it (no closures).
+   */
+  static readonly #TransportHandler = class implements ConnectionHandler {
+    readonly #session: WebSocketSession;
+    constructor(session: WebSocketSession) {
+      this.#session = session;
+    }
+    data(chunk: Uint8Array): void {
+      this.#session.#onData(chunk);
+    }
+    end(): void {
+      this.#session.#onEnd();
+    }
+    drain(): void {
+      this.#session.#onDrain();
+    }
+    close(error?: Error): void {
+      this.#session.#onTransportClose(error);
+    }
   };
 
   /**
@@ -353,16 +374,14 @@ export class WebSocketSession {
       codec?.close();
       throw error;
     }
-    this.#closed = new Promise((resolve) => (this.#markClosed = resolve));
-    this.#lastReceived = this.#clock.now();
+    const pinging = Number.isFinite(this.#pingInterval) && this.#pingInterval > 0;
+    if (pinging) this.#lastReceived = this.#clock.now();
     const trailing = options.trailingData;
     if (trailing !== undefined && trailing.byteLength > 0) this.#engine.receiveData(trailing);
     this.#readPaused = true;
     connection.pause();
-    connection.setHandler(this.#transportHandler);
-    if (Number.isFinite(this.#pingInterval) && this.#pingInterval > 0) {
-      this.#pingTimer = this.#clock.setTimeout(this.#onPingTimer, this.#pingInterval);
-    }
+    connection.setHandler(new WebSocketSession.#TransportHandler(this));
+    if (pinging) this.#armPingTimer();
   }
 
   // ------------------------------------------------------------------ status
@@ -397,7 +416,7 @@ export class WebSocketSession {
 
   /** Resolves once the transport is closed (never rejects). @example `await session.closed;` */
   get closed(): Promise<void> {
-    return this.#closed;
+    return (this.#closed ??= this.#transportClosed ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
   }
 
   /**
@@ -435,7 +454,7 @@ export class WebSocketSession {
    */
   get bufferedAmount(): number {
     let queued = 0;
-    for (const q of this.#queue) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
+    for (const q of this.#queue ?? []) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
     return queued + this.#engine.outputLength + (this.#transportClosed ? 0 : this.#connection.writableLength);
   }
 
@@ -481,11 +500,13 @@ export class WebSocketSession {
       throw new TypeError("Cannot send bytes as a text message: they are not valid UTF-8");
     }
     if (!this.#canSend()) return quiet(Promise.reject(new WebSocketClosedError()));
-    if (this.#blocked || this.#queue.length > 0) {
-      return quiet(new Promise<void>((resolve, reject) => this.#queue.push({ data, binary, resolve, reject })));
+    if (this.#blocked || this.#queue !== null) {
+      const queue = (this.#queue ??= []);
+      return quiet(new Promise<void>((resolve, reject) => queue.push({ data, binary, resolve, reject })));
     }
     this.#engine.send(data, { binary });
-    const promise = quiet(new Promise<void>((resolve, reject) => this.#batch.push({ resolve, reject })));
+    const batch = (this.#batch ??= []);
+    const promise = quiet(new Promise<void>((resolve, reject) => batch.push({ resolve, reject })));
     this.#scheduleFlush();
     return promise;
   }
@@ -524,7 +545,7 @@ export class WebSocketSession {
       this.#afterCloseSent();
       this.#scheduleFlush();
     }
-    return this.#closed;
+    return this.closed;
   }
 
   /**
@@ -555,7 +576,7 @@ export class WebSocketSession {
 
   #onData(chunk: Uint8Array): void {
     if (this.#transportClosed || this.#eof) return;
-    this.#lastReceived = this.#clock.now();
+    if (this.#pingTimer !== null || this.#pingCheckTimer !== null) this.#lastReceived = this.#clock.now();
     this.#engine.receiveData(chunk);
     this.#pump();
   }
@@ -574,23 +595,27 @@ export class WebSocketSession {
     if (this.#transportClosed) return;
     this.#blocked = false;
     const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of waiters) w.resolve();
+    if (waiters !== null) {
+      this.#drainWaiters = null;
+      for (const w of waiters) w.resolve();
+    }
     const pong = this.#pendingPong;
     if (pong !== null) {
       this.#pendingPong = null;
       if (this.#engine.state === "OPEN") this.#engine.sendPong(pong);
     }
-    while (this.#queue.length > 0 && !this.#blocked && !this.#transportClosed) {
+    for (let queue = this.#queue; queue !== null && !this.#blocked && !this.#transportClosed; queue = this.#queue) {
       if (!this.#canSend()) {
         this.#rejectQueue();
         break;
       }
-      while (this.#queue.length > 0 && this.#engine.outputLength < DRAIN_BATCH_BYTES) {
-        const next = this.#queue.shift()!;
+      const batch = (this.#batch ??= []);
+      while (queue.length > 0 && this.#engine.outputLength < DRAIN_BATCH_BYTES) {
+        const next = queue.shift()!;
         this.#engine.send(next.data, { binary: next.binary });
-        this.#batch.push(next);
+        batch.push(next);
       }
+      if (queue.length === 0) this.#queue = null;
       this.#flush();
     }
     if (!this.#pumping) this.#flush();
@@ -610,17 +635,18 @@ export class WebSocketSession {
     if (this.#closeCode === null) this.#setClose(ABNORMAL_CLOSURE, "");
     if (error !== undefined) this.#logger.debug(`WebSocket transport closed with an error: ${error.message}`);
     const closedError = new WebSocketClosedError();
-    const waiters = [...this.#batch, ...this.#drainWaiters, ...this.#queue];
-    this.#batch = [];
-    this.#drainWaiters = [];
-    this.#queue = [];
+    const waiters = [...(this.#batch ?? []), ...(this.#drainWaiters ?? []), ...(this.#queue ?? [])];
+    this.#batch = null;
+    this.#drainWaiters = null;
+    this.#queue = null;
     for (const w of waiters) w.reject(closedError);
     try {
       this.#handler.onClose(this.#closeCode!, this.#closeReason!);
     } catch (err) {
       this.#logger.error("Uncaught error in a WebSocket onClose", err);
     }
-    this.#markClosed();
+    this.#markClosed?.();
+    this.#markClosed = null;
   }
 
   // ------------------------------------------------------------------- input
@@ -768,10 +794,14 @@ export class WebSocketSession {
       if (!this.#connection.write(out)) this.#blocked = true;
     }
     const batch = this.#batch;
-    if (batch.length > 0) {
-      this.#batch = [];
-      if (this.#blocked) for (const w of batch) this.#drainWaiters.push(w);
-      else for (const w of batch) w.resolve();
+    if (batch !== null) {
+      this.#batch = null;
+      if (this.#blocked) {
+        const waiters = (this.#drainWaiters ??= []);
+        for (const w of batch) waiters.push(w);
+      } else {
+        for (const w of batch) w.resolve();
+      }
     }
     if (!this.#ended && this.#engine.shouldCloseTransport) this.#endTransport();
   }
@@ -785,9 +815,9 @@ export class WebSocketSession {
   }
 
   #rejectQueue(): void {
-    if (this.#queue.length === 0) return;
     const queue = this.#queue;
-    this.#queue = [];
+    if (queue === null) return;
+    this.#queue = null;
     const error = new WebSocketClosedError();
     for (const q of queue) q.reject(error);
   }
@@ -803,7 +833,7 @@ export class WebSocketSession {
       this.#closeTimer = null;
     }
     if (this.#eof) return; // the peer's side ended already: the transport closes now
-    this.#lingerTimer = this.#clock.setTimeout(this.#onLingerTimer, this.#closeTimeout);
+    this.#lingerTimer = this.#clock.setTimeout(() => this.#onLingerTimer(), this.#closeTimeout);
     // Read on, to see the peer's FIN.
     this.#updateReading();
   }
@@ -812,10 +842,20 @@ export class WebSocketSession {
 
   #armCloseTimer(): void {
     if (this.#closeTimer !== null || this.#ended || this.#transportClosed) return;
-    this.#closeTimer = this.#clock.setTimeout(this.#onCloseTimer, this.#closeTimeout);
+    this.#closeTimer = this.#clock.setTimeout(() => this.#onCloseTimer(), this.#closeTimeout);
   }
 
-  readonly #onCloseTimer = (): void => {
+  #armPingTimer(): void {
+    this.#pingTimer = this.#clock.setTimeout(() => this.#onPingTimer(), this.#pingInterval);
+  }
+
+  #armPingCheck(delay: number): void {
+    this.#pingCheckTimer = this.#clock.setTimeout(() => this.#onPingCheck(), delay);
+  }
+
+  // The timer callbacks are methods: a closure is made when a timer is armed, not per session.
+
+  #onCloseTimer(): void {
     this.#closeTimer = null;
     if (this.#transportClosed || this.#ended) return;
     if (!this.#isServer && this.#engine.closed) {
@@ -826,29 +866,29 @@ export class WebSocketSession {
     }
     this.#logger.debug(`WebSocket close handshake timed out after ${this.#closeTimeout} ms`);
     this.#connection.destroy();
-  };
+  }
 
-  readonly #onLingerTimer = (): void => {
+  #onLingerTimer(): void {
     this.#lingerTimer = null;
     if (!this.#transportClosed) this.#connection.destroy();
-  };
+  }
 
-  readonly #onPingTimer = (): void => {
+  #onPingTimer(): void {
     this.#pingTimer = null;
     if (!this.#canSend()) return;
     const now = this.#clock.now();
     if (this.#pingSentAt < 0 || this.#lastReceived >= this.#pingSentAt) {
       this.#pingSentAt = now;
       if (this.#pingCheckTimer === null && Number.isFinite(this.#pingTimeout)) {
-        this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout);
+        this.#armPingCheck(this.#pingTimeout);
       }
     }
     this.#engine.sendPing(EMPTY);
     this.#scheduleFlush();
-    this.#pingTimer = this.#clock.setTimeout(this.#onPingTimer, this.#pingInterval);
-  };
+    this.#armPingTimer();
+  }
 
-  readonly #onPingCheck = (): void => {
+  #onPingCheck(): void {
     this.#pingCheckTimer = null;
     if (!this.#canSend()) return;
     const sentAt = this.#pingSentAt;
@@ -861,12 +901,12 @@ export class WebSocketSession {
     }
     if (this.#waiting) {
       // Our own handler holds the input back; that is not the peer's fault.
-      this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout);
+      this.#armPingCheck(this.#pingTimeout);
       return;
     }
     const elapsed = now - sentAt;
     if (elapsed < this.#pingTimeout) {
-      this.#pingCheckTimer = this.#clock.setTimeout(this.#onPingCheck, this.#pingTimeout - elapsed);
+      this.#armPingCheck(this.#pingTimeout - elapsed);
       return;
     }
     this.#logger.debug(`WebSocket ping timed out: nothing received for ${elapsed} ms`);
@@ -874,7 +914,7 @@ export class WebSocketSession {
     this.#engine.sendClose();
     this.#afterCloseSent();
     this.#scheduleFlush();
-  };
+  }
 
   #stopPinging(): void {
     if (this.#pingTimer !== null) {

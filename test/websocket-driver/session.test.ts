@@ -308,6 +308,26 @@ describe("the close handshake", () => {
     expect(t.session.closeCode).toBe(4000);
   });
 
+  it("closed resolves whether it is asked for before or only after the transport closed", async () => {
+    const early = pair();
+    const waiting = early.session.closed;
+    expect(early.session.closed).toBe(waiting);
+    let resolved = false;
+    void waiting.then(() => (resolved = true));
+    await flushMemory();
+    expect(resolved).toBe(false);
+    early.peer.send(frame(CLOSE, closeBody(1000)));
+    await flushMemory();
+    expect(resolved).toBe(true);
+
+    const late = pair();
+    late.peer.send(frame(CLOSE, closeBody(1000)));
+    await flushMemory();
+    expect(late.session.isClosed).toBe(true);
+    await expect(late.session.closed).resolves.toBeUndefined();
+    await expect(late.session.close()).resolves.toBeUndefined();
+  });
+
   it("server side, started by the peer: echoes the code and closes TCP", async () => {
     const t = pair();
     t.peer.send(frame(CLOSE, closeBody(1001, "leaving")));

@@ -338,6 +338,33 @@ describe("input ownership and views", () => {
     expect(toHex((first as { data: Uint8Array }).data)).toBe("0102030405");
   });
 
+  it("connections interleaved byte by byte keep their own headers, keys and output", () => {
+    // Header scratch, mask keys and output regions are shared by the process:
+    // two connections fed in turn must not see each other's state.
+    const a = new WebSocketConnection({ role: "server" });
+    const b = new WebSocketConnection({ role: "server" });
+    const fa = concat(cf(0x81, "x".repeat(300), "01020304"), cf(0x82, hex("aabbcc"), "a0b0c0d0"));
+    const fb = concat(cf(0x82, new Uint8Array(70000).fill(7), "deadbeef"), cf(0x81, "hé", "11223344"));
+    const seenA: ReturnType<typeof drain> = [];
+    const seenB: ReturnType<typeof drain> = [];
+    for (let i = 0; i < Math.max(fa.length, fb.length); i++) {
+      if (i < fa.length) {
+        a.receiveData(fa.slice(i, i + 1));
+        seenA.push(...drain(a, (e) => e.type === "text" && a.sendText(e.data)));
+      }
+      if (i < fb.length) {
+        b.receiveData(fb.slice(i, i + 1));
+        seenB.push(...drain(b, (e) => e.type === "binary" && b.sendBinary(e.data.subarray(0, 2))));
+      }
+    }
+    expect(seenA).toEqual([{ type: "text", data: "x".repeat(300) }, { type: "binary", data: "aabbcc" }]);
+    expect(seenB).toEqual([{ type: "binary", data: "07".repeat(70000) }, { type: "text", data: "hé" }]);
+    expect(decodeAll(a.takeOutput()).map((f) => f.payload)).toEqual(["78".repeat(300)]);
+    expect(decodeAll(b.takeOutput()).map((f) => f.payload)).toEqual(["0707"]);
+    expect(a.takeOutput()).toBeNull();
+    expect(a.outputLength).toBe(0);
+  });
+
   it("accepts plain Uint8Arrays and Buffers alike, and empty reads", () => {
     const conn = new WebSocketConnection({ role: "server" });
     const frame = cf(0x81, "hi");

@@ -1,7 +1,8 @@
+import { Buffer } from "node:buffer";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RemoteProtocolError } from "../../src/core/errors";
-import { applyMask, decodeFrame, encodeFrame, frameHeaderSize, writeFrameHeader } from "../../src/protocols/websocket";
+import { applyMask, applyMaskKey, decodeFrame, encodeFrame, frameHeaderSize, writeFrameHeader } from "../../src/protocols/websocket";
 import { hex, toHex, utf8 } from "./helpers";
 
 const frameArb = fc.record({
@@ -42,6 +43,30 @@ describe("applyMask", () => {
           const expected = Uint8Array.from(bytes);
           for (let i = start; i < bytes.length; i++) expected[i] ^= key[(i - start + keyOffset) & 3]!;
           applyMask(data, start, bytes.length, key, keyOffset);
+          return toHex(data) === toHex(expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("applyMaskKey with the key as a big-endian number equals applyMask", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.nat(8),
+        fc.nat(3),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.nat(7),
+        (bytes, startRaw, keyOffset, key, shift) => {
+          const backing = new Uint8Array(bytes.length + 8);
+          backing.set(bytes, shift);
+          const data = backing.subarray(shift, shift + bytes.length);
+          const start = Math.min(startRaw, bytes.length);
+          const expected = Uint8Array.from(bytes);
+          applyMask(expected, start, bytes.length, key, keyOffset);
+          const word = Buffer.from(key).readInt32BE(0);
+          applyMaskKey(data, start, bytes.length, word, keyOffset);
           return toHex(data) === toHex(expected);
         },
       ),

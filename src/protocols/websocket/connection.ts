@@ -71,7 +71,7 @@ import {
 } from "./constants";
 import type { DeflateCodec } from "./deflate";
 import { toBuffer, view } from "./buffers";
-import { applyMask } from "./mask";
+import { applyMaskKey } from "./mask";
 import { OutputBuffer } from "./output-buffer";
 import { UTF8_ACCEPT, utf8Step } from "./utf8";
 
@@ -216,6 +216,19 @@ const PHASE_DONE = 3;
 const EMPTY = Buffer.alloc(0);
 const MASK_POOL_SIZE = 128;
 
+// Shared by every connection of the process, so that an idle connection
+// holds no buffer: each is used only within one synchronous call.
+
+/** The chunk list of a connection with no input buffered (never written to). */
+const NO_CHUNKS: Buffer[] = [];
+/** A frame header that straddles chunks is gathered here (at most 14 bytes). */
+const SCRATCH = Buffer.alloc(14);
+/** The mask key of the frame being written by a client, for `#maskOut` right after `#header`. */
+let outKey = 0;
+/** Output regions not in use, for the next connection that writes (an idle one holds none). */
+const OUTPUT_POOL: OutputBuffer[] = [];
+const OUTPUT_POOL_SIZE = 64;
+
 interface BufferInternals {
   utf8Slice(start: number, end: number): string;
   utf8Write(text: string, offset: number, length?: number): number;
@@ -284,8 +297,8 @@ export class WebSocketConnection {
   /** The code to echo once a fragmented send ends (REMOTE_CLOSING). */
   #pendingEcho = NO_STATUS_RECEIVED;
 
-  // Input: a chunk list consumed from (#head, #offset).
-  #chunks: Buffer[] = [];
+  // Input: a chunk list consumed from (#head, #offset); NO_CHUNKS when empty.
+  #chunks: Buffer[] = NO_CHUNKS;
   #head = 0;
   #offset = 0;
   #buffered = 0;
@@ -297,12 +310,12 @@ export class WebSocketConnection {
   #fin = false;
   #opcode = 0;
   #masked = false;
-  readonly #maskKey = new Uint8Array(4);
+  /** The frame's masking key, first byte high (see `applyMaskKey`). */
+  #maskKey = 0;
   /** Payload bytes of the frame still to come. */
   #remaining = 0;
   /** Payload bytes of the frame already processed (mask offset). */
   #payloadPosition = 0;
-  readonly #scratch = Buffer.alloc(14);
 
   // The message being assembled.
   #msgOpcode = 0;
@@ -316,14 +329,12 @@ export class WebSocketConnection {
   #msgInflated = false;
   #utf8State = UTF8_ACCEPT;
 
-  // Output.
-  readonly #out = new OutputBuffer();
+  // Output: a region taken from OUTPUT_POOL while bytes are pending.
+  #out: OutputBuffer | null = null;
   /** Opcode of the message we are sending in fragments, 0 if none. */
   #sendOpcode = 0;
   #maskPool: Uint8Array | null = null;
   #maskPoolPosition = MASK_POOL_SIZE;
-  /** The mask key of the frame being written (client). */
-  readonly #outKey = new Uint8Array(4);
 
   constructor(options: WebSocketConnectionOptions) {
     if (typeof options !== "object" || options === null) throw new TypeError("WebSocketConnection options must be an object");
@@ -397,7 +408,8 @@ export class WebSocketConnection {
 
   /** Bytes waiting in the output (for backpressure). */
   get outputLength(): number {
-    return this.#out.length;
+    const out = this.#out;
+    return out === null ? 0 : out.length;
   }
 
   /** Bytes received and not yet parsed. */
@@ -425,11 +437,12 @@ export class WebSocketConnection {
     }
     if (this.#phase === PHASE_DONE || data.byteLength === 0) return;
     if (this.#buffered === 0) {
-      this.#chunks.length = 0;
+      this.#chunks = [toBuffer(data)];
       this.#head = 0;
       this.#offset = 0;
+    } else {
+      this.#chunks.push(toBuffer(data));
     }
-    this.#chunks.push(toBuffer(data));
     this.#buffered += data.byteLength;
   }
 
@@ -523,7 +536,7 @@ export class WebSocketConnection {
       head++;
     }
     if (head === chunks.length) {
-      chunks.length = 0;
+      this.#chunks = NO_CHUNKS;
       this.#head = 0;
       this.#offset = 0;
     } else {
@@ -538,7 +551,7 @@ export class WebSocketConnection {
 
   #finishInput(): void {
     this.#phase = PHASE_DONE;
-    this.#chunks.length = 0;
+    this.#chunks = NO_CHUNKS;
     this.#head = 0;
     this.#offset = 0;
     this.#buffered = 0;
@@ -625,8 +638,8 @@ export class WebSocketConnection {
     let src = chunk;
     let p = off + 2;
     if (!direct && chunk.length - off < headerSize) {
-      this.#gather(headerSize, this.#scratch);
-      src = this.#scratch;
+      this.#gather(headerSize, SCRATCH);
+      src = SCRATCH;
       p = 2;
     }
     let length = len7;
@@ -652,13 +665,7 @@ export class WebSocketConnection {
         return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#maxMessageSize} bytes`, MESSAGE_TOO_BIG);
       }
     }
-    if (masked) {
-      const key = this.#maskKey;
-      key[0] = src[p]!;
-      key[1] = src[p + 1]!;
-      key[2] = src[p + 2]!;
-      key[3] = src[p + 3]!;
-    }
+    if (masked) this.#maskKey = (src[p]! << 24) | (src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!;
     this.#advance(headerSize);
     this.#fin = fin;
     this.#opcode = opcode;
@@ -704,7 +711,7 @@ export class WebSocketConnection {
       }
       if (chunk.length - start >= remaining) {
         const end = start + remaining;
-        if (this.#masked && remaining > 0) applyMask(chunk, start, end, this.#maskKey, 0);
+        if (this.#masked && remaining > 0) applyMaskKey(chunk, start, end, this.#maskKey, 0);
         this.#advance(remaining);
         this.#payloadPosition = remaining;
         this.#remaining = 0;
@@ -733,7 +740,7 @@ export class WebSocketConnection {
       const start = this.#offset;
       const n = Math.min(remaining, chunk.length - start);
       const end = start + n;
-      if (this.#masked) applyMask(chunk, start, end, key, this.#payloadPosition & 3);
+      if (this.#masked) applyMaskKey(chunk, start, end, key, this.#payloadPosition & 3);
       this.#advance(n);
       this.#payloadPosition += n;
       remaining -= n;
@@ -863,7 +870,7 @@ export class WebSocketConnection {
         payload = Buffer.allocUnsafe(length);
         this.#gather(length, payload);
       }
-      if (this.#masked) applyMask(payload, 0, length, this.#maskKey, 0);
+      if (this.#masked) applyMaskKey(payload, 0, length, this.#maskKey, 0);
       this.#advance(length);
     }
     this.#remaining = 0;
@@ -971,7 +978,17 @@ export class WebSocketConnection {
    * ```
    */
   takeOutput(): Uint8Array | null {
-    return this.#out.take();
+    const out = this.#out;
+    if (out === null) return null;
+    this.#out = null;
+    const bytes = out.take();
+    if (OUTPUT_POOL.length < OUTPUT_POOL_SIZE) OUTPUT_POOL.push(out);
+    return bytes;
+  }
+
+  /** The output region, taken from the pool on the first frame since the last `takeOutput`. */
+  #output(): OutputBuffer {
+    return (this.#out ??= OUTPUT_POOL.pop() ?? new OutputBuffer());
   }
 
   #illegal(what: string): LocalProtocolError {
@@ -1167,7 +1184,7 @@ export class WebSocketConnection {
 
   // ------------------------------------------------------------ framing out
 
-  /** Writes a header at `pos` and returns the payload offset; a client's key goes to #outKey. */
+  /** Writes a header at `pos` and returns the payload offset; a client's key goes to `outKey`. */
   #header(buf: Buffer, pos: number, first: number, length: number): number {
     buf[pos] = first;
     const maskBit = this.#isServer ? 0 : 0x80;
@@ -1193,11 +1210,11 @@ export class WebSocketConnection {
         this.#maskKeySource(pool);
         at = 0;
       }
-      const key = this.#outKey;
-      buf[p] = key[0] = pool[at]!;
-      buf[p + 1] = key[1] = pool[at + 1]!;
-      buf[p + 2] = key[2] = pool[at + 2]!;
-      buf[p + 3] = key[3] = pool[at + 3]!;
+      const b0 = (buf[p] = pool[at]!);
+      const b1 = (buf[p + 1] = pool[at + 1]!);
+      const b2 = (buf[p + 2] = pool[at + 2]!);
+      const b3 = (buf[p + 3] = pool[at + 3]!);
+      outKey = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3;
       this.#maskPoolPosition = at + 4;
       p += 4;
     }
@@ -1207,11 +1224,11 @@ export class WebSocketConnection {
   /** Masks `buf[start..end)` with the key just written before `start`. */
   #maskOut(buf: Buffer, start: number, end: number): void {
     if (this.#isServer || end === start) return;
-    applyMask(buf, start, end, this.#outKey, 0);
+    applyMaskKey(buf, start, end, outKey, 0);
   }
 
   #writeBytesFrame(first: number, payload: Uint8Array): void {
-    const out = this.#out;
+    const out = this.#output();
     const n = payload.length;
     const buf = out.reserve(n + 14);
     const start = this.#header(buf, out.end, first, n);
@@ -1221,7 +1238,7 @@ export class WebSocketConnection {
   }
 
   #writeTextFrame(first: number, text: string): void {
-    const out = this.#out;
+    const out = this.#output();
     const units = text.length;
     if (units <= 41) {
       // At most 123 bytes of UTF-8: a 7-bit length, known header size.

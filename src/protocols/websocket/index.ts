@@ -25,6 +25,6 @@ export * from "./deflate-zlib";
 export * from "./extensions";
 export * from "./frame";
 export * from "./handshake";
-export { applyMask } from "./mask";
+export { applyMask, applyMaskKey } from "./mask";
 export { sha1 } from "./sha1";
 export { isValidUtf8, Utf8Validator, utf8Step, validateUtf8, UTF8_ACCEPT, UTF8_REJECT } from "./utf8";

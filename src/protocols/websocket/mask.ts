@@ -34,23 +34,43 @@ const keyWord = new Uint32Array(keyBytes.buffer);
  * ```
  */
 export function applyMask(data: Uint8Array, start: number, end: number, key: Uint8Array, keyOffset: number): void {
-  const k0 = key[keyOffset & 3]!;
-  const k1 = key[(keyOffset + 1) & 3]!;
-  const k2 = key[(keyOffset + 2) & 3]!;
-  const k3 = key[(keyOffset + 3) & 3]!;
-  if ((k0 | k1 | k2 | k3) === 0) return;
+  applyMaskKey(data, start, end, (key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!, keyOffset);
+}
+
+/**
+ * {@link applyMask} with the key as a 32-bit number, its first byte in the
+ * high bits (the order of the key on the wire, as `readInt32BE` gives it):
+ * the engine keeps a frame's key this way instead of in a buffer of its own.
+ *
+ * @example
+ * ```ts
+ * const data = new Uint8Array([0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7 "Hello"
+ * applyMaskKey(data, 0, 5, 0x37fa213d, 0);
+ * new TextDecoder().decode(data); // "Hello"
+ * ```
+ */
+export function applyMaskKey(data: Uint8Array, start: number, end: number, key: number, keyOffset: number): void {
+  // Rotated so that the byte for data[start] is the high byte.
+  const shift = (keyOffset & 3) << 3;
+  const k = shift === 0 ? key | 0 : (key << shift) | (key >>> (32 - shift));
+  if (k === 0) return;
+  const k0 = k >>> 24;
+  const k1 = (k >>> 16) & 0xff;
+  const k2 = (k >>> 8) & 0xff;
+  const k3 = k & 0xff;
   let i = start;
   if (end - start >= WORD_LOOP_MIN) {
     // Bytes up to the first 4-byte boundary of the underlying buffer.
     const misalign = (data.byteOffset + i) & 3;
     const head = misalign === 0 ? 0 : 4 - misalign;
-    for (let h = 0; h < head; h++, i++) data[i] = data[i]! ^ key[(keyOffset + h) & 3]!;
+    for (let h = 0; h < head; h++, i++) data[i] = data[i]! ^ ((k >>> (24 - (h << 3))) & 0xff);
     const words = (end - i) >>> 2;
     // Key rotated so that byte `i` meets key byte `(i - start) % 4`.
-    keyBytes[0] = key[(keyOffset + head) & 3]!;
-    keyBytes[1] = key[(keyOffset + head + 1) & 3]!;
-    keyBytes[2] = key[(keyOffset + head + 2) & 3]!;
-    keyBytes[3] = key[(keyOffset + head + 3) & 3]!;
+    const r = head === 0 ? k : (k << (head << 3)) | (k >>> (32 - (head << 3)));
+    keyBytes[0] = r >>> 24;
+    keyBytes[1] = (r >>> 16) & 0xff;
+    keyBytes[2] = (r >>> 8) & 0xff;
+    keyBytes[3] = r & 0xff;
     const w = keyWord[0]!;
     const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
     let j = 0;
@@ -63,8 +83,8 @@ export function applyMask(data: Uint8Array, start: number, end: number, key: Uin
     }
     for (; j < words; j++) view[j] = view[j]! ^ w;
     i += words << 2;
-    // Tail: the key continues where the words stopped.
-    for (let t = keyOffset + head; i < end; i++, t++) data[i] = data[i]! ^ key[t & 3]!;
+    // Tail: the key continues where the words stopped (`r` starts there).
+    for (let t = 0; i < end; i++, t++) data[i] = data[i]! ^ ((r >>> (24 - (t << 3))) & 0xff);
     return;
   }
   const stop = end - 3;
