@@ -247,9 +247,13 @@ export class HTTPServer {
   }
 
   /** @internal */
-  trackUpgraded(entry: UpgradedEntry): () => void {
+  trackUpgraded(entry: UpgradedEntry): void {
     this.#upgraded.add(entry);
-    return () => this.#upgraded.delete(entry);
+  }
+
+  /** @internal */
+  forgetUpgraded(entry: UpgradedEntry): void {
+    this.#upgraded.delete(entry);
   }
 
   /** True once `close` has been called. */
@@ -293,11 +297,117 @@ export class HTTPServer {
   }
 }
 
-/** An upgraded connection the server still answers for at shutdown. */
-interface UpgradedEntry {
+/**
+ * An upgraded connection the server still answers for at shutdown. It is
+ * all that the server keeps of a detached connection, for as long as it is
+ * open (a WebSocket may stay for hours): no closures, and the `closed`
+ * promise is made only when a shutdown waits for it.
+ */
+class UpgradedEntry {
   readonly connection: Connection;
-  readonly onShutdown?: () => void | Promise<void>;
-  readonly closed: Promise<void>;
+  readonly #server: HTTPServer;
+  readonly #hooks: DetachOptions;
+  #released = false;
+  #closed: Promise<void> | null = null;
+  #markClosed: (() => void) | null = null;
+
+  constructor(server: HTTPServer, connection: Connection, hooks: DetachOptions) {
+    this.#server = server;
+    this.connection = connection;
+    this.#hooks = hooks;
+  }
+
+  /** Calls the `onShutdown` hook given to `detach`, as a method of the hooks object. */
+  onShutdown(): void | Promise<void> {
+    return this.#hooks.onShutdown?.();
+  }
+
+  /** Resolves once the owner released the connection. */
+  get closed(): Promise<void> {
+    return (this.#closed ??= this.#released ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
+  }
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#server.forgetUpgraded(this);
+    this.#markClosed?.();
+    this.#markClosed = null;
+  }
+}
+
+/** `release` for `detach`'s caller: the one closure a detached connection costs. */
+function releaser(entry: UpgradedEntry): () => void {
+  return () => entry.release();
+}
+
+/**
+ * What a request's `connection` becomes once its connection is detached:
+ * the driver, the HTTP engine and the exchange are let go, so that a
+ * long-lived upgraded connection keeps nothing of the HTTP side reachable
+ * through the request its handler holds. It answers as the exchange would
+ * have: a response still open at the hand-over (a 101 sent with
+ * `writeHeaders`) was dropped by the engine, so writes to it are ignored;
+ * a finished one refuses them.
+ */
+class DetachedRequestConnection implements RequestConnection {
+  readonly #id: number;
+  readonly #transport: Connection;
+  readonly #dropped: boolean;
+
+  constructor(id: number, transport: Connection, dropped: boolean) {
+    this.#id = id;
+    this.#transport = transport;
+    this.#dropped = dropped;
+  }
+
+  get headersWritten(): boolean {
+    return true;
+  }
+
+  get finished(): boolean {
+    return true;
+  }
+
+  get closed(): boolean {
+    return this.#transport.closed;
+  }
+
+  writeHeaders(status: number, headers?: HeadersInit, chunk?: BytesLike, reason?: string): void {
+    this.#refuse("write the response head");
+  }
+
+  write(chunk: BytesLike): Promise<void> {
+    this.#refuse("write the response body");
+    return RESOLVED;
+  }
+
+  finish(trailers?: HeadersInit): Promise<void> {
+    this.#refuse("finish the response");
+    return RESOLVED;
+  }
+
+  respond(status: number, headers?: HeadersInit, body?: BytesLike, reason?: string): Promise<void> {
+    this.#refuse("write the response");
+    return RESOLVED;
+  }
+
+  sendInformational(status: number, headers?: HeadersInit): void {
+    this.#refuse("send an informational response");
+  }
+
+  setMaxBodyBytes(maxBodyBytes: number): void {
+    if (!(maxBodyBytes >= 0)) throw new RangeError(`Cannot set maxBodyBytes to ${maxBodyBytes}: it must be a non-negative number or Infinity`);
+  }
+
+  detach(): never {
+    throw new LocalProtocolError("ERR_DETACHED", `Cannot detach request ${this.#id}: it was detached already`);
+  }
+
+  #refuse(action: string): void {
+    if (this.#dropped) return;
+    throw new LocalProtocolError("ERR_RESPONSE_FINISHED", `Cannot ${action}: the response to request ${this.#id} is already finished`);
+  }
 }
 
 /** Hooks given to `detach`. */
@@ -885,25 +995,25 @@ class Driver implements ConnectionHandler {
     this.#clearTimer();
     this.server.forget(this);
     this.engine.destroy();
+    const dropped = !exchange.finished;
     exchange.finished = true;
     this.#open = [];
     this.#reading = null;
+    // Let the HTTP side go: the request (which a WebSocket handler keeps)
+    // no longer reaches this driver, its engine or the exchange.
+    (exchange.request as { connection: RequestConnection }).connection = new DetachedRequestConnection(exchange.id, this.connection, dropped);
     const rest = this.#afterSwitch.length === 0 ? trailing : concatBytes([trailing, ...this.#afterSwitch]);
     this.#afterSwitch = [];
     if (this.#readPaused) {
       this.#readPaused = false;
       this.connection.resume();
     }
-    let markClosed!: () => void;
-    const closed = new Promise<void>((resolve) => (markClosed = resolve));
-    const release = this.server.trackUpgraded({ connection: this.connection, onShutdown: options.onShutdown, closed });
+    const entry = new UpgradedEntry(this.server, this.connection, options);
+    this.server.trackUpgraded(entry);
     return {
       connection: this.connection,
       trailingData: rest.byteLength === 0 ? EMPTY_BYTES : rest,
-      release: () => {
-        release();
-        markClosed();
-      },
+      release: releaser(entry),
     };
   }
 

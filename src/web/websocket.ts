@@ -26,7 +26,7 @@
  */
 import { systemClock, type Clock } from "../core";
 import { GOING_AWAY, INTERNAL_ERROR, isWebSocketUpgrade, serverHandshake, type PerMessageDeflateServerOptions } from "../protocols/websocket";
-import { DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE, WebSocketClosedError, WebSocketSession, type CompressionTuning } from "../server";
+import { DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE, WebSocketClosedError, WebSocketSession, type CompressionTuning, type WebSocketSessionHandler } from "../server";
 import { RequestHandler } from "./request-handler";
 
 export { WebSocketClosedError, DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE };
@@ -46,6 +46,10 @@ export interface WriteMessageOptions {
   /** Send as a binary message. @default true for bytes, false otherwise */
   binary?: boolean;
 }
+
+/** `openArgs` of a route without groups: one shared empty list. */
+const NO_ARGS: ReadonlyArray<string | undefined> = Object.freeze([]);
+const noop = (): void => {};
 
 function isClock(value: unknown): value is Clock {
   return typeof value === "object" && value !== null && typeof (value as Clock).setTimeout === "function" && typeof (value as Clock).now === "function";
@@ -101,8 +105,48 @@ export class WebSocketHandler extends RequestHandler {
   /** The subprotocol chosen in the handshake, if any. */
   selectedSubprotocol: string | null = null;
   /** The route's arguments, as given to `open` (Tornado's `open_args`). */
-  openArgs: ReadonlyArray<string | undefined> = [];
+  openArgs: ReadonlyArray<string | undefined> = NO_ARGS;
   #session: WebSocketSession | null = null;
+
+  /**
+   * What the session and the server call: the session's handler and the
+   * detach hooks in one small object whose prototype methods forward to
+   * the WebSocketHandler (no closure per callback and connection).
+   */
+  static readonly #Events = class implements WebSocketSessionHandler {
+    readonly #handler: WebSocketHandler;
+    /** `release` from `detach`, set once the connection is detached. */
+    release: () => void = noop;
+
+    constructor(handler: WebSocketHandler) {
+      this.#handler = handler;
+    }
+
+    onMessage(message: string | Uint8Array): void | Promise<void> {
+      return this.#handler.onMessage(message);
+    }
+
+    onPing(data: Uint8Array): void {
+      this.#handler.onPing(data);
+    }
+
+    onPong(data: Uint8Array): void {
+      this.#handler.onPong(data);
+    }
+
+    onClose(code: number, reason: string): void {
+      const handler = this.#handler;
+      handler.closeCode = code;
+      handler.closeReason = reason;
+      this.release();
+      handler.onClose();
+    }
+
+    /** The server shuts down gracefully: close with 1001. */
+    onShutdown(): Promise<void> | undefined {
+      return this.#handler.#session?.close(GOING_AWAY, "Going Away");
+    }
+  };
 
   /**
    * Performs the opening handshake and starts the connection. Not meant to
@@ -115,7 +159,7 @@ export class WebSocketHandler extends RequestHandler {
    * ```
    */
   get(...args: Array<string | undefined>): void {
-    this.openArgs = args;
+    this.openArgs = args.length === 0 ? NO_ARGS : args;
     const request = this.request;
     const headers = request.headers;
     if (!isWebSocketUpgrade(headers)) {
@@ -153,9 +197,9 @@ export class WebSocketHandler extends RequestHandler {
     this.setStatus(101);
     for (let i = 0; i + 1 < result.headers.length; i += 2) this.setHeader(result.headers[i]!, result.headers[i + 1]!);
     void this.finish();
-    const { connection, trailingData, release } = request.connection.detach({
-      onShutdown: () => this.#session?.close(GOING_AWAY, "Going Away"),
-    });
+    const events = new WebSocketHandler.#Events(this);
+    const { connection, trailingData, release } = request.connection.detach(events);
+    events.release = release;
     const settings = this.settings;
     const clock = isClock(settings.clock) ? settings.clock : systemClock;
     let session: WebSocketSession;
@@ -171,17 +215,7 @@ export class WebSocketHandler extends RequestHandler {
         closeTimeout: numberSetting("websocketCloseTimeout", settings.websocketCloseTimeout),
         clock,
         logger: this.application.logger,
-        handler: {
-          onMessage: (message) => this.onMessage(message),
-          onPing: (data) => this.onPing(data),
-          onPong: (data) => this.onPong(data),
-          onClose: (code, reason) => {
-            this.closeCode = code;
-            this.closeReason = reason;
-            release();
-            this.onClose();
-          },
-        },
+        handler: events,
       });
     } catch (err) {
       release();

@@ -454,6 +454,60 @@ describe("upgrade and detach", () => {
     expect(server.connectionCount).toBe(0);
   });
 
+  it("after detach, the request's connection answers for the hand-over without the HTTP side", async () => {
+    const outcomes: string[] = [];
+    const requests: HTTPServerRequest[] = [];
+    const attempt = (what: string, fn: () => unknown): void => {
+      try {
+        fn();
+        outcomes.push(`${what} ignored`);
+      } catch (e) {
+        outcomes.push(`${what} ${(e as { code?: string }).code}`);
+      }
+    };
+    const server = new HTTPServer(
+      async (request) => {
+        requests.push(request);
+        // The 101 left open (writeHeaders) for /open, finished (respond) otherwise.
+        if (request.path === "/open") request.connection.writeHeaders(101, { Upgrade: "x", Connection: "Upgrade" });
+        else await request.connection.respond(101, { Upgrade: "x", Connection: "Upgrade" });
+        const { connection, release } = request.connection.detach();
+        connection.setHandler({ data() {}, end: () => connection.end(), drain() {}, close: () => release() });
+        const c = request.connection;
+        expect([c.headersWritten, c.finished, c.closed]).toEqual([true, true, false]);
+        attempt("write", () => c.write("late"));
+        attempt("finish", () => c.finish());
+        attempt("detach", () => c.detach());
+        expect(() => c.setMaxBodyBytes(-1)).toThrow(RangeError);
+      },
+      quiet,
+    );
+    const open = connect(server);
+    open.send("GET /open HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n");
+    await flushMemory();
+    const finished = connect(server);
+    finished.send("GET /finished HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n");
+    await flushMemory();
+    expect(outcomes).toEqual([
+      "write ignored",
+      "finish ignored",
+      "detach ERR_DETACHED",
+      "write ERR_RESPONSE_FINISHED",
+      "finish ERR_RESPONSE_FINISHED",
+      "detach ERR_DETACHED",
+    ]);
+    expect(server.connectionCount).toBe(0);
+    open.conn.destroy();
+    await flushMemory();
+    expect(requests[0]!.connection.closed).toBe(true);
+    expect(requests[1]!.connection.closed).toBe(false);
+    // Released already: shutdown does not wait for it; the other one closes on shutdown's destroy.
+    const closing = server.close({ timeout: 10 });
+    server.closeAllConnections();
+    await closing;
+    expect(requests[1]!.connection.closed).toBe(true);
+  });
+
   it("keeps speaking HTTP when an upgrade is declined", async () => {
     const server = new HTTPServer((req) => req.connection.respond(200, {}, `plain ${req.path}`), quiet);
     const raw = connect(server);
