@@ -66,6 +66,8 @@ const DRAIN_BATCH_BYTES = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
 const noop = (): void => {};
+/** Codec options with zlib's defaults, shared by the connections that use them. */
+const DEFAULT_ZLIB_OPTIONS = Object.freeze({});
 /** What `closed` returns when it is first asked for after the transport closed. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -355,10 +357,17 @@ export class WebSocketSession {
       const factory = options.codecFactory;
       codec = factory !== undefined
         ? factory(params, options.role)
-        : createZlibDeflateCodec(params, options.role, {
-            ...(tuning.compressionLevel === undefined ? {} : { level: tuning.compressionLevel }),
-            ...(tuning.memLevel === undefined ? {} : { memLevel: tuning.memLevel }),
-          });
+        : createZlibDeflateCodec(
+            params,
+            options.role,
+            // The codec keeps its options: connections with zlib's defaults share one object.
+            tuning.compressionLevel === undefined && tuning.memLevel === undefined
+              ? DEFAULT_ZLIB_OPTIONS
+              : {
+                  ...(tuning.compressionLevel === undefined ? {} : { level: tuning.compressionLevel }),
+                  ...(tuning.memLevel === undefined ? {} : { memLevel: tuning.memLevel }),
+                },
+          );
     }
     try {
       this.#engine = new WebSocketConnection({

@@ -285,7 +285,8 @@ export class ZlibDeflateCodec implements DeflateCodec {
   #fallback: boolean;
   #closed = false;
   // Fallback state.
-  #pending: Buffer[] = [];
+  /** Pieces of the message being inflated; made on first use (the streaming path never needs it). */
+  #pending: Buffer[] | null = null;
   #pendingLength = 0;
   #sentHistory: Buffer = EMPTY;
   #receivedHistory: Buffer = EMPTY;
@@ -390,13 +391,14 @@ export class ZlibDeflateCodec implements DeflateCodec {
     }
     // Fallback: collect the message, inflate it whole at the end.
     if (data.length > 0) {
-      this.#pending.push(Buffer.from(data));
+      (this.#pending ??= []).push(Buffer.from(data));
       this.#pendingLength += data.length;
     }
     if (!fin) return EMPTY;
-    this.#pending.push(TAIL);
-    const input = Buffer.concat(this.#pending, this.#pendingLength + 4);
-    this.#pending = [];
+    const pending = this.#pending ?? [];
+    pending.push(TAIL);
+    const input = Buffer.concat(pending, this.#pendingLength + 4);
+    this.#pending = null;
     this.#pendingLength = 0;
     const opts: zlib.ZlibOptions = {
       windowBits: this.#inflateBits,
@@ -422,7 +424,7 @@ export class ZlibDeflateCodec implements DeflateCodec {
     this.#deflate?.close();
     this.#inflate?.close();
     this.#deflate = this.#inflate = null;
-    this.#pending = [];
+    this.#pending = null;
     this.#sentHistory = this.#receivedHistory = EMPTY;
   }
 }
