@@ -281,8 +281,15 @@ export class WebSocketSession {
   #flushScheduled = false;
   // The three lists are made on first use: an idle connection holds none.
   #queue: QueuedSend[] | null = null;
+  /** Queued messages moved into the engine after a drain, settled by the next flush. */
   #batch: Waiter[] | null = null;
   #drainWaiters: Waiter[] | null = null;
+  /**
+   * The promise of the messages sent since the last flush: one per batch,
+   * shared by its sends (they settle together when the flush writes them).
+   */
+  #batchPromise: Promise<void> | null = null;
+  #batchWaiter: Waiter | null = null;
   #pendingPong: Uint8Array | null = null;
 
   // Timers.
@@ -514,9 +521,14 @@ export class WebSocketSession {
       return quiet(new Promise<void>((resolve, reject) => queue.push({ data, binary, resolve, reject })));
     }
     this.#engine.send(data, { binary });
-    const batch = (this.#batch ??= []);
-    const promise = quiet(new Promise<void>((resolve, reject) => batch.push({ resolve, reject })));
+    const promise = this.#batchPromise ?? this.#newBatch();
     this.#scheduleFlush();
+    return promise;
+  }
+
+  #newBatch(): Promise<void> {
+    const promise = quiet(new Promise<void>((resolve, reject) => (this.#batchWaiter = { resolve, reject })));
+    this.#batchPromise = promise;
     return promise;
   }
 
@@ -645,6 +657,9 @@ export class WebSocketSession {
     if (error !== undefined) this.#logger.debug(`WebSocket transport closed with an error: ${error.message}`);
     const closedError = new WebSocketClosedError();
     const waiters = [...(this.#batch ?? []), ...(this.#drainWaiters ?? []), ...(this.#queue ?? [])];
+    if (this.#batchWaiter !== null) waiters.push(this.#batchWaiter);
+    this.#batchWaiter = null;
+    this.#batchPromise = null;
     this.#batch = null;
     this.#drainWaiters = null;
     this.#queue = null;
@@ -801,6 +816,13 @@ export class WebSocketSession {
     const out = this.#engine.takeOutput();
     if (out !== null && !this.#ended) {
       if (!this.#connection.write(out)) this.#blocked = true;
+    }
+    const shared = this.#batchWaiter;
+    if (shared !== null) {
+      this.#batchWaiter = null;
+      this.#batchPromise = null;
+      if (this.#blocked) (this.#drainWaiters ??= []).push(shared);
+      else shared.resolve();
     }
     const batch = this.#batch;
     if (batch !== null) {
