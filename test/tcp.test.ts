@@ -13,7 +13,7 @@ import type { Logger } from "../src/core/log";
 import type { ConnectOptions, Connection, ConnectionHandler, Listener, ListenOptions, Transport } from "../src/core/transport";
 import { bindSockets, TCPServer } from "../src/server/tcp-server";
 import { createPipe, flushMemory, type MemoryConnection, MemoryNetworkError, MemoryTransport } from "../src/transports/memory";
-import { NodeConnection, nodeTransport } from "../src/transports/node";
+import { NodeConnection, NodeTransport, nodeTransport } from "../src/transports/node";
 
 const fixtures = join(import.meta.dirname, "fixtures");
 const key = readFileSync(join(fixtures, "localhost-key.pem"), "utf8");
@@ -490,7 +490,8 @@ describe("STARTTLS on Node connections", () => {
   it("flushes what was written in the clear first, and hands bytes that arrived early to TLS", async () => {
     let accept!: (connection: Connection) => void;
     const accepted = new Promise<Connection>((resolve) => (accept = resolve));
-    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+    // On the stream, so that the early bytes wait in the socket's buffer where the test can see them.
+    const listener = await new NodeTransport({ directIo: false }).listen({ host: "127.0.0.1", port: 0 }, accept);
     const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
     const server = (await accepted) as NodeConnection;
     const seenByOldHandler: string[] = [];

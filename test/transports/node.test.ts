@@ -30,6 +30,26 @@ runTransportSuite({
   connectOptions: (address) => ({ path: address.address }),
 });
 
+// The same contract on the sockets' streams (directIo: false), the path
+// TLS connections and runtimes without Node's handle API take.
+const streamTransport = new NodeTransport({ directIo: false });
+
+runTransportSuite({
+  name: "node tcp 127.0.0.1, stream I/O",
+  transport: streamTransport,
+  listenOptions: () => ({ host: "127.0.0.1", port: 0 }),
+  connectOptions: (address) => ({ host: "127.0.0.1", port: address.port }),
+  propertyRuns: 20,
+});
+
+runTransportSuite({
+  name: "node unix socket, stream I/O",
+  transport: streamTransport,
+  listenOptions: () => ({ path: socketPath() }),
+  connectOptions: (address) => ({ path: address.address }),
+  propertyRuns: 20,
+});
+
 runTransportSuite({
   name: "node tls 127.0.0.1",
   transport: nodeTransport,
@@ -57,6 +77,7 @@ class Probe implements ConnectionHandler {
   text = "";
   ended = false;
   closeError: Error | undefined;
+  drains = 0;
   readonly closed: Promise<Error | undefined>;
   #resolveClosed!: (error: Error | undefined) => void;
   #waiters: Array<() => void> = [];
@@ -73,7 +94,10 @@ class Probe implements ConnectionHandler {
     this.ended = true;
     this.#wake();
   }
-  drain(): void {}
+  drain(): void {
+    this.drains++;
+    this.#wake();
+  }
   close(error?: Error): void {
     this.closeError = error;
     this.#resolveClosed(error);
@@ -219,6 +243,76 @@ describe("node transport: TCP", () => {
     await expect(nodeTransport.listen({}, () => {})).rejects.toThrow(TypeError);
     await expect(nodeTransport.listen({ port: 0, path: "/tmp/x" }, () => {})).rejects.toThrow(TypeError);
     await expect(nodeTransport.connect({})).rejects.toThrow(TypeError);
+  });
+
+  it("reads and writes TCP and Unix sockets through the handle on Node, TLS through the stream", async () => {
+    const tcp = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ host: "127.0.0.1", port: listener.address.port }));
+    const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+    expect(tcp.server.directIo).toBe(!onBun);
+    expect(tcp.client.directIo).toBe(!onBun);
+    await exchange(tcp);
+    const unix = await connectedPair({ path: socketPath() }, (listener) => ({ path: listener.address.address }));
+    expect(unix.server.directIo).toBe(!onBun);
+    await exchange(unix);
+    const stream = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ host: "127.0.0.1", port: listener.address.port }), streamTransport);
+    expect(stream.server.directIo).toBe(false);
+    await exchange(stream);
+    const secure = await connectedPair({ host: "127.0.0.1", port: 0, tls: { key, cert } }, (listener) => ({
+      host: "127.0.0.1",
+      port: listener.address.port,
+      tls: { ca: cert, servername: "localhost" },
+    }));
+    expect(secure.server.directIo).toBe(false);
+    expect(secure.client.directIo).toBe(false);
+    await exchange(secure);
+  });
+
+  it("delivers bytes that came before the handler was set, in order, then reads directly", async () => {
+    let accept!: (connection: Connection) => void;
+    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
+    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
+    const server = (await accepted) as NodeConnection;
+    client.setHandler(new Probe());
+    client.write(encoder.encode("early"));
+    while (server.socket.readableLength === 0) await new Promise((resolve) => setImmediate(resolve));
+    const s = new Probe();
+    server.setHandler(s);
+    // Bytes in the stream's buffer keep this connection on the stream.
+    expect(server.directIo).toBe(false);
+    client.write(encoder.encode(" late"));
+    await s.until(() => s.text === "early late");
+    client.destroy();
+    server.destroy();
+    await listener.close();
+  });
+
+  it("reports write backpressure and drain from libuv's queue on direct I/O", async () => {
+    const highWaterMark = 16 * 1024;
+    const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({
+      host: "127.0.0.1",
+      port: listener.address.port,
+      highWaterMark,
+    }));
+    const { client, server } = pair;
+    const c = pair.c;
+    server.pause();
+    let written = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(120);
+    while (client.write(chunk)) written += chunk.byteLength;
+    written += chunk.byteLength;
+    expect(client.writableLength).toBeGreaterThanOrEqual(highWaterMark);
+    expect(c.drains).toBe(0);
+    server.resume();
+    await pair.s.until(() => pair.s.text.length === written);
+    await c.until(() => c.drains > 0);
+    expect(c.drains).toBe(1);
+    expect(client.writableLength).toBe(0);
+    expect(pair.s.text).toBe("x".repeat(written));
+    client.end();
+    server.end();
+    expect(await c.closed).toBeUndefined();
+    await pair.listener.close();
   });
 
   it("stops reading from the kernel while paused, so the writer's buffer grows instead", async () => {

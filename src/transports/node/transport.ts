@@ -28,6 +28,16 @@ export interface NodeTransportOptions {
    * @default true
    */
   noDelay?: boolean;
+  /**
+   * On Node, read and write plain TCP and Unix connections through the
+   * socket's libuv handle directly instead of through the socket's stream
+   * (`'data'` events and `socket.write`): the same system calls with less
+   * JavaScript on each. `false` keeps every connection on the stream, for
+   * code that reads or writes the underlying socket itself. TLS connections,
+   * and runtimes without Node's handle API (Bun), always use the stream.
+   * @default true
+   */
+  directIo?: boolean;
 }
 
 function errorCode(error: unknown): string | undefined {
@@ -140,9 +150,11 @@ class NodeListener implements Listener {
 export class NodeTransport implements Transport {
   readonly name = "node";
   readonly #noDelay: boolean;
+  readonly #directIo: boolean;
 
   constructor(options: NodeTransportOptions = {}) {
     this.#noDelay = options.noDelay ?? true;
+    this.#directIo = options.directIo ?? true;
   }
 
   /**
@@ -168,7 +180,7 @@ export class NodeTransport implements Transport {
     };
     const server = options.tls
       ? this.#tlsServer(serverOptions, options.tls, highWaterMark, path, onConnection)
-      : net.createServer(serverOptions, (socket) => onConnection(wrapSocket(socket, path === undefined ? "tcp" : "unix", path, true)));
+      : net.createServer(serverOptions, (socket) => onConnection(wrapSocket(socket, path === undefined ? "tcp" : "unix", path, true, this.#directIo)));
 
     const listenOptions: net.ListenOptions & { reusePort?: boolean } = path !== undefined ? { path } : { port };
     if (host !== undefined && path === undefined) listenOptions.host = host;
@@ -248,7 +260,7 @@ export class NodeTransport implements Transport {
       const onReady = (): void => {
         socket.removeListener("error", onFailure);
         if (noDelay) socket.setNoDelay(true);
-        resolve(wrapSocket(socket, kind, path, false));
+        resolve(wrapSocket(socket, kind, path, false, this.#directIo));
       };
       socket.once("error", onFailure);
       socket.once(readyEvent, onReady);
