@@ -63,6 +63,26 @@ function numberSetting(name: string, value: unknown): number | undefined {
   return value;
 }
 
+/**
+ * The values of a request header (lower-case `name`), from the flat list:
+ * reading the handshake's headers this way builds no name index, which the
+ * request would keep for as long as the connection is open.
+ */
+function headerValues(flat: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const n = flat[i]!;
+    if (n.length === name.length && n.toLowerCase() === name) out.push(flat[i + 1]!);
+  }
+  return out;
+}
+
+/** A request header's values joined with `", "` (as `HTTPHeaders.get`), or undefined. */
+function headerValue(flat: readonly string[], name: string): string | undefined {
+  const values = headerValues(flat, name);
+  return values.length === 0 ? undefined : values.join(", ");
+}
+
 /** Tornado's `json_encode`: JSON with `</` escaped, so that it can sit in a `<script>`. */
 function jsonEncode(value: unknown): string {
   return JSON.stringify(value).replace(/<\//g, "<\\/");
@@ -161,18 +181,18 @@ export class WebSocketHandler extends RequestHandler {
   get(...args: Array<string | undefined>): void {
     this.openArgs = args.length === 0 ? NO_ARGS : args;
     const request = this.request;
-    const headers = request.headers;
+    const headers = request.headers.toFlat();
     if (!isWebSocketUpgrade(headers)) {
       this.#refuse(400, 'Can "Upgrade" only to "WebSocket".');
       return;
     }
-    const connectionTokens = headers.getAll("Connection").flatMap((v) => v.split(",")).map((t) => t.trim().toLowerCase());
+    const connectionTokens = headerValues(headers, "connection").flatMap((v) => v.split(",")).map((t) => t.trim().toLowerCase());
     if (!connectionTokens.includes("upgrade")) {
       this.#refuse(400, '"Connection" must be "Upgrade".');
       return;
     }
     // When there is no Origin, the client is not a browser: no cross-site risk.
-    const origin = headers.get("Origin") ?? headers.get("Sec-Websocket-Origin");
+    const origin = headerValue(headers, "origin") ?? headerValue(headers, "sec-websocket-origin");
     if (origin !== undefined && !this.checkOrigin(origin)) {
       this.#refuse(403, "Cross origin websockets not allowed");
       return;
@@ -325,7 +345,7 @@ export class WebSocketHandler extends RequestHandler {
    * ```
    */
   checkOrigin(origin: string): boolean {
-    return originNetloc(origin) === (this.request.headers.get("Host") ?? "");
+    return originNetloc(origin) === (headerValue(this.request.headers.toFlat(), "host") ?? "");
   }
 
   /**
