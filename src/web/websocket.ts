@@ -217,6 +217,10 @@ export class WebSocketHandler extends RequestHandler {
     this.setStatus(101);
     for (let i = 0; i + 1 < result.headers.length; i += 2) this.setHeader(result.headers[i]!, result.headers[i + 1]!);
     void this.finish();
+    // The 101 is out: let its headers go (the handler lives as long as the
+    // connection). The status stays 101; the headers are the defaults again.
+    this.clear();
+    this.setStatus(101);
     const events = new WebSocketHandler.#Events(this);
     const { connection, trailingData, release } = request.connection.detach(events);
     events.release = release;

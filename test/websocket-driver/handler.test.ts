@@ -73,6 +73,26 @@ describe("the handshake", () => {
     expect(t.server.connectionCount).toBe(0); // detached from the HTTP server
   });
 
+  it("keeps the request but lets the HTTP side and the 101's headers go once open", async () => {
+    const { Recorder, handlers } = recorder();
+    const t = serveWs([["/ws/(.*)", Recorder]]);
+    const ws = await t.open("/ws/room", { Origin: "http://test" });
+    expect(ws.headers.get("sec-websocket-accept")).toBe(CLIENT_ACCEPT);
+    const handler = handlers[0]!;
+    expect(handler.openArgs).toEqual(["room"]);
+    expect(handler.getStatus()).toBe(101);
+    expect(handler.getHeader("Sec-WebSocket-Accept")).toBeUndefined();
+    expect(handler.request.path).toBe("/ws/room");
+    expect(handler.request.headers.get("Origin")).toBe("http://test");
+    const connection = handler.request.connection;
+    expect([connection.finished, connection.closed]).toEqual([true, false]);
+    expect(() => connection.detach()).toThrow(/detached already/);
+    ws.sendFrames(frame(CLOSE, closeBody(1000)));
+    await flushMemory();
+    expect(connection.closed).toBe(true);
+    expect(handler.closeCode).toBe(1000);
+  });
+
   it('answers a plain GET with 400 "Can "Upgrade" only to "WebSocket"." and keeps serving HTTP', async () => {
     const { Recorder } = recorder();
     const t = serveWs([["/ws", Recorder], ["/", Hello]]);
