@@ -274,7 +274,7 @@ export class HTTPServer {
     await Promise.all(listeners.map((l) => l.close()));
     const waits: Promise<void>[] = [];
     for (const driver of this.#connections) waits.push(driver.closeGracefully());
-    for (const entry of this.#upgraded) waits.push(Promise.resolve(entry.onShutdown?.()).then(() => entry.closed));
+    for (const entry of this.#upgraded) waits.push(Promise.resolve(entry.onShutdown()).then(() => entry.released));
     if (waits.length === 0) return;
     const all = Promise.all(waits).then(() => undefined);
     const timeout = options.timeout ?? Infinity;
@@ -298,23 +298,34 @@ export class HTTPServer {
 }
 
 /**
- * An upgraded connection the server still answers for at shutdown. It is
- * all that the server keeps of a detached connection, for as long as it is
- * open (a WebSocket may stay for hours): no closures, and the `closed`
- * promise is made only when a shutdown waits for it.
+ * A detached connection: the request's `connection` once it is handed over,
+ * and the entry the server keeps to answer for it at shutdown. It is all
+ * that is left of the HTTP side while the connection is open (a WebSocket
+ * may stay for hours): the driver, the engine and the exchange are let go,
+ * there are no closures, and the `closed` promise is made only when a
+ * shutdown waits for it.
+ *
+ * As a request connection it answers as the exchange would have: a
+ * response still open at the hand-over (a 101 sent with `writeHeaders`)
+ * was dropped by the engine, so writes to it are ignored; a finished one
+ * refuses them.
  */
-class UpgradedEntry {
+class UpgradedEntry implements RequestConnection {
   readonly connection: Connection;
   readonly #server: HTTPServer;
   readonly #hooks: DetachOptions;
+  readonly #id: number;
+  readonly #dropped: boolean;
   #released = false;
   #closed: Promise<void> | null = null;
   #markClosed: (() => void) | null = null;
 
-  constructor(server: HTTPServer, connection: Connection, hooks: DetachOptions) {
+  constructor(server: HTTPServer, connection: Connection, hooks: DetachOptions, id: number, dropped: boolean) {
     this.#server = server;
     this.connection = connection;
     this.#hooks = hooks;
+    this.#id = id;
+    this.#dropped = dropped;
   }
 
   /** Calls the `onShutdown` hook given to `detach`, as a method of the hooks object. */
@@ -322,8 +333,8 @@ class UpgradedEntry {
     return this.#hooks.onShutdown?.();
   }
 
-  /** Resolves once the owner released the connection. */
-  get closed(): Promise<void> {
+  /** Resolves once the owner released the connection (what a shutdown waits for). */
+  get released(): Promise<void> {
     return (this.#closed ??= this.#released ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
   }
 
@@ -334,32 +345,8 @@ class UpgradedEntry {
     this.#markClosed?.();
     this.#markClosed = null;
   }
-}
 
-/** `release` for `detach`'s caller: the one closure a detached connection costs. */
-function releaser(entry: UpgradedEntry): () => void {
-  return () => entry.release();
-}
-
-/**
- * What a request's `connection` becomes once its connection is detached:
- * the driver, the HTTP engine and the exchange are let go, so that a
- * long-lived upgraded connection keeps nothing of the HTTP side reachable
- * through the request its handler holds. It answers as the exchange would
- * have: a response still open at the hand-over (a 101 sent with
- * `writeHeaders`) was dropped by the engine, so writes to it are ignored;
- * a finished one refuses them.
- */
-class DetachedRequestConnection implements RequestConnection {
-  readonly #id: number;
-  readonly #transport: Connection;
-  readonly #dropped: boolean;
-
-  constructor(id: number, transport: Connection, dropped: boolean) {
-    this.#id = id;
-    this.#transport = transport;
-    this.#dropped = dropped;
-  }
+  // RequestConnection, for the request that was upgraded.
 
   get headersWritten(): boolean {
     return true;
@@ -369,8 +356,9 @@ class DetachedRequestConnection implements RequestConnection {
     return true;
   }
 
+  /** True once the transport connection is closed. */
   get closed(): boolean {
-    return this.#transport.closed;
+    return this.connection.closed;
   }
 
   writeHeaders(status: number, headers?: HeadersInit, chunk?: BytesLike, reason?: string): void {
@@ -408,6 +396,11 @@ class DetachedRequestConnection implements RequestConnection {
     if (this.#dropped) return;
     throw new LocalProtocolError("ERR_RESPONSE_FINISHED", `Cannot ${action}: the response to request ${this.#id} is already finished`);
   }
+}
+
+/** `release` for `detach`'s caller: the one closure a detached connection costs. */
+function releaser(entry: UpgradedEntry): () => void {
+  return () => entry.release();
 }
 
 /** Hooks given to `detach`. */
@@ -1001,14 +994,14 @@ class Driver implements ConnectionHandler {
     this.#reading = null;
     // Let the HTTP side go: the request (which a WebSocket handler keeps)
     // no longer reaches this driver, its engine or the exchange.
-    (exchange.request as { connection: RequestConnection }).connection = new DetachedRequestConnection(exchange.id, this.connection, dropped);
+    const entry = new UpgradedEntry(this.server, this.connection, options, exchange.id, dropped);
+    (exchange.request as { connection: RequestConnection }).connection = entry;
     const rest = this.#afterSwitch.length === 0 ? trailing : concatBytes([trailing, ...this.#afterSwitch]);
     this.#afterSwitch = [];
     if (this.#readPaused) {
       this.#readPaused = false;
       this.connection.resume();
     }
-    const entry = new UpgradedEntry(this.server, this.connection, options);
     this.server.trackUpgraded(entry);
     return {
       connection: this.connection,
