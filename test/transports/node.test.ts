@@ -141,6 +141,15 @@ async function connectedPair(
   return { listener, client, server, c, s };
 }
 
+/** A TCP pair on 127.0.0.1 whose sockets have this write high-water mark. */
+function tcpPairWithHighWaterMark(highWaterMark: number): ReturnType<typeof connectedPair> {
+  return connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({
+    host: "127.0.0.1",
+    port: listener.address.port,
+    highWaterMark,
+  }));
+}
+
 /** Exchanges a message each way and closes both ends cleanly. */
 async function exchange(pair: Awaited<ReturnType<typeof connectedPair>>): Promise<void> {
   const { client, server, c, s, listener } = pair;
@@ -289,11 +298,7 @@ describe("node transport: TCP", () => {
 
   it("reports write backpressure and drain from libuv's queue on direct I/O", async () => {
     const highWaterMark = 16 * 1024;
-    const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({
-      host: "127.0.0.1",
-      port: listener.address.port,
-      highWaterMark,
-    }));
+    const pair = await tcpPairWithHighWaterMark(highWaterMark);
     const { client, server } = pair;
     const c = pair.c;
     server.pause();
@@ -317,11 +322,7 @@ describe("node transport: TCP", () => {
 
   it("stops reading from the kernel while paused, so the writer's buffer grows instead", async () => {
     const highWaterMark = 16 * 1024;
-    const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark }, (listener) => ({
-      host: "127.0.0.1",
-      port: listener.address.port,
-      highWaterMark,
-    }));
+    const pair = await tcpPairWithHighWaterMark(highWaterMark);
     const { client, server } = pair;
     server.pause();
     let written = 0;

@@ -138,6 +138,17 @@ function directHandle(socket: Socket): StreamHandle | null {
   return handle as StreamHandle;
 }
 
+/** A write request for `handle`, shaped as Node's own (`createWriteWrap`). */
+function writeRequest(handle: StreamHandle): WriteRequest {
+  const req = new streamWrap!.WriteWrap();
+  req.handle = handle;
+  req.oncomplete = onDirectWriteComplete;
+  req.async = false;
+  req.bytes = 0;
+  req.buffer = null;
+  return req;
+}
+
 /** An error for a failed libuv call, as Node makes them (`code` is the libuv name). */
 function uvError(status: number, syscall: string): Error {
   let code: string;
@@ -364,12 +375,7 @@ export class NodeConnection implements Connection {
     const handle = this.#handle;
     // Behind bytes still queued in the stream, a direct write would jump the queue.
     if (handle === null || this.#socket.writableLength !== 0) return this.#socket.write(chunk);
-    const req = new streamWrap!.WriteWrap();
-    req.handle = handle;
-    req.oncomplete = onDirectWriteComplete;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
+    const req = writeRequest(handle);
     const status = handle.writeBuffer(req, chunk);
     // An asynchronous write reads the bytes later: keep them alive until then.
     if (status === 0 && streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] !== 0) req.buffer = chunk;
@@ -380,12 +386,7 @@ export class NodeConnection implements Connection {
     if (!this.#writable) return false;
     const handle = this.#handle;
     if (handle === null || this.#socket.writableLength !== 0) return this.#socket.write(text, "latin1");
-    const req = new streamWrap!.WriteWrap();
-    req.handle = handle;
-    req.oncomplete = onDirectWriteComplete;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
+    const req = writeRequest(handle);
     // Node copies what a string write could not send at once.
     return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle);
   }
