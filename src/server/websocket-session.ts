@@ -68,6 +68,26 @@ const EMPTY = new Uint8Array(0);
 const noop = (): void => {};
 /** Codec options with zlib's defaults, shared by the connections that use them. */
 const DEFAULT_ZLIB_OPTIONS = Object.freeze({});
+// Bits of WebSocketSession's #flags.
+const STARTED = 1;
+/** Events are being taken from the engine. */
+const PUMPING = 2;
+/** A handler promise (open or onMessage) is pending: no events are taken. */
+const WAITING = 4;
+/** The handler threw: it gets no more events, only onClose. */
+const FAILED = 8;
+const READ_PAUSED = 16;
+/** The transport reported the peer's end. */
+const EOF = 32;
+/** We half-closed the transport. */
+const ENDED = 64;
+const TRANSPORT_CLOSED = 128;
+/** A close was asked for by the application (or the driver): no more sends. */
+const CLOSE_REQUESTED = 256;
+/** The transport is above its high-water mark: sends wait in the queue. */
+const BLOCKED = 512;
+const FLUSH_SCHEDULED = 1024;
+
 /** What `closed` returns when it is first asked for after the transport closed. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -253,32 +273,18 @@ export class WebSocketSession {
   readonly #handler: WebSocketSessionHandler;
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #isServer: boolean;
   readonly #pingInterval: number;
   readonly #pingTimeout: number;
   readonly #closeTimeout: number;
 
-  #started = false;
-  #pumping = false;
-  /** A handler promise (open or onMessage) is pending: no events are taken. */
-  #waiting = false;
-  /** The handler threw: it gets no more events, only onClose. */
-  #failed = false;
-  #readPaused = false;
-  /** The transport reported the peer's end. */
-  #eof = false;
-  /** We half-closed the transport. */
-  #ended = false;
-  #transportClosed = false;
+  /** The session's yes/no state, one bit each (STARTED, PUMPING, ...): an idle connection holds one number. */
+  #flags = 0;
+
   #closeCode: number | null = null;
   #closeReason: string | null = null;
   #error: RemoteProtocolError | null = null;
-  /** A close was asked for by the application (or the driver): no more sends. */
-  #closeRequested = false;
 
   // Output and backpressure.
-  #blocked = false;
-  #flushScheduled = false;
   // The three lists are made on first use: an idle connection holds none.
   #queue: QueuedSend[] | null = null;
   /** Queued messages moved into the engine after a drain, settled by the next flush. */
@@ -347,7 +353,6 @@ export class WebSocketSession {
     }
     this.#connection = connection;
     this.#handler = handler;
-    this.#isServer = options.role === "server";
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? consoleLogger();
     this.#pingInterval = checkDuration("pingInterval", options.pingInterval, 0, true);
@@ -394,7 +399,7 @@ export class WebSocketSession {
     if (pinging) this.#lastReceived = this.#clock.now();
     const trailing = options.trailingData;
     if (trailing !== undefined && trailing.byteLength > 0) this.#engine.receiveData(trailing);
-    this.#readPaused = true;
+    this.#flags |= READ_PAUSED;
     connection.pause();
     connection.setHandler(new WebSocketSession.#TransportHandler(this));
     if (pinging) this.#armPingTimer();
@@ -404,7 +409,7 @@ export class WebSocketSession {
 
   /** `"server"` or `"client"`. @example `session.role // "server"` */
   get role(): WebSocketRole {
-    return this.#isServer ? "server" : "client";
+    return this.#engine.role;
   }
 
   /** The engine's state (`OPEN`, `LOCAL_CLOSING`, `REMOTE_CLOSING`, `CLOSED`). @example `if (session.state === "OPEN") ...` */
@@ -414,7 +419,7 @@ export class WebSocketSession {
 
   /** True once the transport is closed. @example `if (session.isClosed) return;` */
   get isClosed(): boolean {
-    return this.#transportClosed;
+    return (this.#flags & TRANSPORT_CLOSED) !== 0;
   }
 
   /**
@@ -432,7 +437,7 @@ export class WebSocketSession {
 
   /** Resolves once the transport is closed (never rejects). @example `await session.closed;` */
   get closed(): Promise<void> {
-    return (this.#closed ??= this.#transportClosed ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
+    return (this.#closed ??= (this.#flags & TRANSPORT_CLOSED) !== 0 ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
   }
 
   /**
@@ -471,7 +476,7 @@ export class WebSocketSession {
   get bufferedAmount(): number {
     let queued = 0;
     for (const q of this.#queue ?? []) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
-    return queued + this.#engine.outputLength + (this.#transportClosed ? 0 : this.#connection.writableLength);
+    return queued + this.#engine.outputLength + ((this.#flags & TRANSPORT_CLOSED) !== 0 ? 0 : this.#connection.writableLength);
   }
 
   // ----------------------------------------------------------------- control
@@ -486,8 +491,8 @@ export class WebSocketSession {
    * ```
    */
   start(ready?: unknown): void {
-    if (this.#started) throw new LocalProtocolError("ERR_WS_STARTED", "Cannot start the WebSocket session: it was started already");
-    this.#started = true;
+    if ((this.#flags & STARTED) !== 0) throw new LocalProtocolError("ERR_WS_STARTED", "Cannot start the WebSocket session: it was started already");
+    this.#flags |= STARTED;
     if (isThenable(ready)) {
       this.#wait(ready);
       this.#updateReading();
@@ -516,7 +521,7 @@ export class WebSocketSession {
       throw new TypeError("Cannot send bytes as a text message: they are not valid UTF-8");
     }
     if (!this.#canSend()) return quiet(Promise.reject(new WebSocketClosedError()));
-    if (this.#blocked || this.#queue !== null) {
+    if ((this.#flags & BLOCKED) !== 0 || this.#queue !== null) {
       const queue = (this.#queue ??= []);
       return quiet(new Promise<void>((resolve, reject) => queue.push({ data, binary, resolve, reject })));
     }
@@ -561,7 +566,7 @@ export class WebSocketSession {
    */
   close(code?: number, reason?: string): Promise<void> {
     if (code === undefined && reason !== undefined) code = NORMAL_CLOSURE;
-    if (!this.#transportClosed && !this.#ended && this.#engine.state === "OPEN") {
+    if ((this.#flags & TRANSPORT_CLOSED) === 0 && (this.#flags & ENDED) === 0 && this.#engine.state === "OPEN") {
       this.#engine.sendClose(code, reason ?? "");
       this.#afterCloseSent();
       this.#scheduleFlush();
@@ -578,7 +583,7 @@ export class WebSocketSession {
    * ```
    */
   destroy(): void {
-    if (!this.#transportClosed) this.#connection.destroy();
+    if ((this.#flags & TRANSPORT_CLOSED) === 0) this.#connection.destroy();
   }
 
   /**
@@ -590,31 +595,31 @@ export class WebSocketSession {
    * ```
    */
   setNoDelay(noDelay: boolean): void {
-    if (!this.#transportClosed) this.#connection.setNoDelay(noDelay);
+    if ((this.#flags & TRANSPORT_CLOSED) === 0) this.#connection.setNoDelay(noDelay);
   }
 
   // ------------------------------------------------------- transport handler
 
   #onData(chunk: Uint8Array): void {
-    if (this.#transportClosed || this.#eof) return;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & EOF) !== 0) return;
     if (this.#pingTimer !== null || this.#pingCheckTimer !== null) this.#lastReceived = this.#clock.now();
     this.#engine.receiveData(chunk);
     this.#pump();
   }
 
   #onEnd(): void {
-    if (this.#transportClosed || this.#eof) return;
-    this.#eof = true;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & EOF) !== 0) return;
+    this.#flags |= EOF;
     this.#engine.receiveEof();
-    if (this.#ended) return; // both sides have sent FIN: the transport closes now
+    if ((this.#flags & ENDED) !== 0) return; // both sides have sent FIN: the transport closes now
     this.#pump();
     // The pump may be held by a handler promise: the peer is gone all the same.
-    if (this.#waiting && !this.#ended) this.#endTransport();
+    if ((this.#flags & WAITING) !== 0 && (this.#flags & ENDED) === 0) this.#endTransport();
   }
 
   #onDrain(): void {
-    if (this.#transportClosed) return;
-    this.#blocked = false;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    this.#flags &= ~BLOCKED;
     const waiters = this.#drainWaiters;
     if (waiters !== null) {
       this.#drainWaiters = null;
@@ -625,7 +630,7 @@ export class WebSocketSession {
       this.#pendingPong = null;
       if (this.#engine.state === "OPEN") this.#engine.sendPong(pong);
     }
-    for (let queue = this.#queue; queue !== null && !this.#blocked && !this.#transportClosed; queue = this.#queue) {
+    for (let queue = this.#queue; queue !== null && (this.#flags & BLOCKED) === 0 && (this.#flags & TRANSPORT_CLOSED) === 0; queue = this.#queue) {
       if (!this.#canSend()) {
         this.#rejectQueue();
         break;
@@ -639,16 +644,16 @@ export class WebSocketSession {
       if (queue.length === 0) this.#queue = null;
       this.#flush();
     }
-    if (!this.#pumping) this.#flush();
+    if ((this.#flags & PUMPING) === 0) this.#flush();
   }
 
   #onTransportClose(error: Error | undefined): void {
-    if (this.#transportClosed) return;
-    this.#transportClosed = true;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    this.#flags |= TRANSPORT_CLOSED;
     this.#clearTimers();
     // Release the codec and learn how it ended, if the engine does not know yet.
     if (!this.#engine.closed) {
-      if (!this.#eof) this.#engine.receiveEof();
+      if ((this.#flags & EOF) === 0) this.#engine.receiveEof();
       for (let e = this.#engine.nextEvent(); e.type !== "need-data"; e = this.#engine.nextEvent()) {
         if (e.type === "close" && this.#closeCode === null) this.#setClose(e.code, e.reason);
       }
@@ -676,19 +681,19 @@ export class WebSocketSession {
   // ------------------------------------------------------------------- input
 
   #pump(): void {
-    if (this.#pumping || this.#waiting || !this.#started || this.#transportClosed) return;
-    this.#pumping = true;
+    if ((this.#flags & PUMPING) !== 0 || (this.#flags & WAITING) !== 0 || (this.#flags & STARTED) === 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    this.#flags |= PUMPING;
     try {
       for (;;) {
         const event = this.#engine.nextEvent();
         if (event.type === "need-data") break;
         this.#onEvent(event);
-        if (this.#waiting || this.#transportClosed) break;
+        if ((this.#flags & WAITING) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) break;
       }
     } finally {
-      this.#pumping = false;
+      this.#flags &= ~PUMPING;
     }
-    if (this.#transportClosed) return;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     this.#flush();
     this.#updateReading();
   }
@@ -697,7 +702,7 @@ export class WebSocketSession {
     switch (event.type) {
       case "text":
       case "binary": {
-        if (this.#failed) return;
+        if ((this.#flags & FAILED) !== 0) return;
         let result: unknown;
         try {
           result = this.#handler.onMessage(event.data);
@@ -712,7 +717,7 @@ export class WebSocketSession {
         // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
         // Pong frame in response, unless it already received a Close frame."
         if (this.#engine.state === "OPEN") {
-          if (this.#blocked) this.#pendingPong = event.data;
+          if ((this.#flags & BLOCKED) !== 0) this.#pendingPong = event.data;
           else this.#engine.sendPong(event.data);
         }
         this.#callback("onPing", event.data);
@@ -722,7 +727,7 @@ export class WebSocketSession {
         return;
       case "close":
         if (this.#closeCode === null) this.#setClose(event.code, event.reason);
-        this.#closeRequested = true;
+        this.#flags |= CLOSE_REQUESTED;
         this.#stopPinging();
         this.#rejectQueue();
         this.#armCloseTimer();
@@ -737,7 +742,7 @@ export class WebSocketSession {
   }
 
   #callback(name: "onPing" | "onPong", data: Uint8Array): void {
-    if (this.#failed) return;
+    if ((this.#flags & FAILED) !== 0) return;
     const fn = this.#handler[name];
     if (fn === undefined) return;
     try {
@@ -750,17 +755,17 @@ export class WebSocketSession {
 
   /** Holds the events until `pending` settles. */
   #wait(pending: PromiseLike<unknown>, what = "open"): void {
-    this.#waiting = true;
+    this.#flags |= WAITING;
     pending.then(
       () => {
-        this.#waiting = false;
-        if (this.#transportClosed) return;
+        this.#flags &= ~WAITING;
+        if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
         this.#updateReading();
         this.#pump();
       },
       (err: unknown) => {
-        this.#waiting = false;
-        if (this.#transportClosed) return;
+        this.#flags &= ~WAITING;
+        if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
         this.#handlerFailed(err, what);
         this.#updateReading();
         this.#pump();
@@ -770,10 +775,10 @@ export class WebSocketSession {
 
   /** The handler threw: log, and close with 1011 (RFC 6455 §7.4.1 "Internal Error"). */
   #handlerFailed(err: unknown, where: string): void {
-    this.#failed = true;
+    this.#flags |= FAILED;
     this.#logger.error(`Uncaught error in WebSocket ${where}`, err);
-    if (this.#transportClosed) return;
-    if (this.#engine.state === "OPEN" && !this.#ended) {
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    if (this.#engine.state === "OPEN" && (this.#flags & ENDED) === 0) {
       this.#engine.sendClose(INTERNAL_ERROR, "");
       this.#afterCloseSent();
     }
@@ -781,10 +786,10 @@ export class WebSocketSession {
   }
 
   #updateReading(): void {
-    if (this.#transportClosed) return;
-    const pause = !this.#ended && (!this.#started || this.#waiting);
-    if (pause !== this.#readPaused) {
-      this.#readPaused = pause;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    const pause = (this.#flags & ENDED) === 0 && ((this.#flags & STARTED) === 0 || (this.#flags & WAITING) !== 0);
+    if (pause !== ((this.#flags & READ_PAUSED) !== 0)) {
+      this.#flags = pause ? this.#flags | READ_PAUSED : this.#flags & ~READ_PAUSED;
       if (pause) this.#connection.pause();
       else this.#connection.resume();
     }
@@ -798,48 +803,48 @@ export class WebSocketSession {
   // ------------------------------------------------------------------ output
 
   #canSend(): boolean {
-    return !this.#transportClosed && !this.#ended && !this.#closeRequested && this.#engine.state === "OPEN";
+    return (this.#flags & TRANSPORT_CLOSED) === 0 && (this.#flags & ENDED) === 0 && (this.#flags & CLOSE_REQUESTED) === 0 && this.#engine.state === "OPEN";
   }
 
   #scheduleFlush(): void {
-    if (this.#pumping || this.#flushScheduled || this.#transportClosed) return;
-    this.#flushScheduled = true;
+    if ((this.#flags & PUMPING) !== 0 || (this.#flags & FLUSH_SCHEDULED) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    this.#flags |= FLUSH_SCHEDULED;
     queueMicrotask(() => {
-      this.#flushScheduled = false;
+      this.#flags &= ~FLUSH_SCHEDULED;
       this.#flush();
     });
   }
 
   /** One transport write for what the engine queued; settles the batch; closes when due. */
   #flush(): void {
-    if (this.#transportClosed) return;
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     const out = this.#engine.takeOutput();
-    if (out !== null && !this.#ended) {
-      if (!this.#connection.write(out)) this.#blocked = true;
+    if (out !== null && (this.#flags & ENDED) === 0) {
+      if (!this.#connection.write(out)) this.#flags |= BLOCKED;
     }
     const shared = this.#batchWaiter;
     if (shared !== null) {
       this.#batchWaiter = null;
       this.#batchPromise = null;
-      if (this.#blocked) (this.#drainWaiters ??= []).push(shared);
+      if ((this.#flags & BLOCKED) !== 0) (this.#drainWaiters ??= []).push(shared);
       else shared.resolve();
     }
     const batch = this.#batch;
     if (batch !== null) {
       this.#batch = null;
-      if (this.#blocked) {
+      if ((this.#flags & BLOCKED) !== 0) {
         const waiters = (this.#drainWaiters ??= []);
         for (const w of batch) waiters.push(w);
       } else {
         for (const w of batch) w.resolve();
       }
     }
-    if (!this.#ended && this.#engine.shouldCloseTransport) this.#endTransport();
+    if ((this.#flags & ENDED) === 0 && this.#engine.shouldCloseTransport) this.#endTransport();
   }
 
   /** Our close frame is queued: no more sends, and the peer has `closeTimeout` to answer. */
   #afterCloseSent(): void {
-    this.#closeRequested = true;
+    this.#flags |= CLOSE_REQUESTED;
     this.#stopPinging();
     this.#rejectQueue();
     this.#armCloseTimer();
@@ -855,7 +860,7 @@ export class WebSocketSession {
 
   /** Half-closes (after what was written) and gives the peer `closeTimeout` to close its side. */
   #endTransport(): void {
-    this.#ended = true;
+    this.#flags |= ENDED;
     this.#stopPinging();
     this.#rejectQueue();
     this.#connection.end();
@@ -863,7 +868,7 @@ export class WebSocketSession {
       this.#clock.clearTimeout(this.#closeTimer);
       this.#closeTimer = null;
     }
-    if (this.#eof) return; // the peer's side ended already: the transport closes now
+    if ((this.#flags & EOF) !== 0) return; // the peer's side ended already: the transport closes now
     this.#lingerTimer = this.#clock.setTimeout(() => this.#onLingerTimer(), this.#closeTimeout);
     // Read on, to see the peer's FIN.
     this.#updateReading();
@@ -872,7 +877,7 @@ export class WebSocketSession {
   // ------------------------------------------------------------------ timers
 
   #armCloseTimer(): void {
-    if (this.#closeTimer !== null || this.#ended || this.#transportClosed) return;
+    if (this.#closeTimer !== null || (this.#flags & ENDED) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) return;
     this.#closeTimer = this.#clock.setTimeout(() => this.#onCloseTimer(), this.#closeTimeout);
   }
 
@@ -888,11 +893,11 @@ export class WebSocketSession {
 
   #onCloseTimer(): void {
     this.#closeTimer = null;
-    if (this.#transportClosed || this.#ended) return;
-    if (!this.#isServer && this.#engine.closed) {
+    if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & ENDED) !== 0) return;
+    if (this.#engine.role === "client" && this.#engine.closed) {
       // RFC 6455 §7.1.1: the server should close TCP first; it did not, so we do.
       this.#flush();
-      if (!this.#ended) this.#endTransport();
+      if ((this.#flags & ENDED) === 0) this.#endTransport();
       return;
     }
     this.#logger.debug(`WebSocket close handshake timed out after ${this.#closeTimeout} ms`);
@@ -901,7 +906,7 @@ export class WebSocketSession {
 
   #onLingerTimer(): void {
     this.#lingerTimer = null;
-    if (!this.#transportClosed) this.#connection.destroy();
+    if ((this.#flags & TRANSPORT_CLOSED) === 0) this.#connection.destroy();
   }
 
   #onPingTimer(): void {
@@ -930,7 +935,7 @@ export class WebSocketSession {
       this.#pingSentAt = -1;
       return;
     }
-    if (this.#waiting) {
+    if ((this.#flags & WAITING) !== 0) {
       // Our own handler holds the input back; that is not the peer's fault.
       this.#armPingCheck(this.#pingTimeout);
       return;

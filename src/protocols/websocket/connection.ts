@@ -260,6 +260,21 @@ function checkLimit(name: string, value: unknown, fallback: number): number {
   return value;
 }
 
+// Bits of WebSocketConnection's #flags: the role, autoPong, whether our close
+// was sent and theirs received, the end of input (and whether it was
+// reported), and the frame and message being parsed (FIN, masked, RSV1,
+// inflated to the end).
+const IS_SERVER = 1;
+const AUTO_PONG = 2;
+const CLOSE_SENT = 4;
+const CLOSE_RECEIVED = 8;
+const EOF = 16;
+const EOF_REPORTED = 32;
+const FIN = 64;
+const MASKED = 128;
+const MSG_COMPRESSED = 256;
+const MSG_INFLATED = 512;
+
 const OPCODE_NAMES = ["continuation", "text", "binary"];
 
 /**
@@ -280,20 +295,17 @@ const OPCODE_NAMES = ["continuation", "text", "binary"];
  * ```
  */
 export class WebSocketConnection {
-  readonly #isServer: boolean;
   readonly #maxFrameSize: number;
   readonly #maxMessageSize: number;
-  readonly #autoPong: boolean;
   readonly #threshold: number;
   #codec: DeflateCodec | null;
   readonly #maskKeySource: (bytes: Uint8Array) => void;
 
+  /** Yes/no state, one bit each (IS_SERVER, FIN, ...): one number instead of ten fields. */
+  #flags = 0;
+
   #state: ConnectionState = "OPEN";
-  #closeSent = false;
-  #closeReceived = false;
   #error: RemoteProtocolError | null = null;
-  #eof = false;
-  #eofReported = false;
   /** The code to echo once a fragmented send ends (REMOTE_CLOSING). */
   #pendingEcho = NO_STATUS_RECEIVED;
 
@@ -307,9 +319,7 @@ export class WebSocketConnection {
 
   // The frame being parsed.
   #phase = PHASE_HEADER;
-  #fin = false;
   #opcode = 0;
-  #masked = false;
   /** The frame's masking key, first byte high (see `applyMaskKey`). */
   #maskKey = 0;
   /** Payload bytes of the frame still to come. */
@@ -319,14 +329,11 @@ export class WebSocketConnection {
 
   // The message being assembled.
   #msgOpcode = 0;
-  #msgCompressed = false;
   #msgBuffer: Buffer | null = null;
   /** Message bytes so far (inflated for a compressed message). */
   #msgLength = 0;
   /** Wire bytes so far of a compressed message. */
   #msgWire = 0;
-  /** The codec has seen the last piece of the compressed message. */
-  #msgInflated = false;
   #utf8State = UTF8_ACCEPT;
 
   // Output: a region taken from OUTPUT_POOL while bytes are pending.
@@ -341,13 +348,13 @@ export class WebSocketConnection {
     if (options.role !== "server" && options.role !== "client") {
       throw new TypeError(`role must be "server" or "client", got ${String(options.role)}`);
     }
-    this.#isServer = options.role === "server";
+    if (options.role === "server") this.#flags |= IS_SERVER;
     this.#maxFrameSize = checkLimit("maxFrameSize", options.maxFrameSize, DEFAULT_MAX_FRAME_SIZE);
     this.#maxMessageSize = checkLimit("maxMessageSize", options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
     if (options.autoPong !== undefined && typeof options.autoPong !== "boolean") {
       throw new TypeError(`autoPong must be a boolean, got ${String(options.autoPong)}`);
     }
-    this.#autoPong = options.autoPong ?? true;
+    if (options.autoPong ?? true) this.#flags |= AUTO_PONG;
     const pmd = options.perMessageDeflate ?? null;
     if (pmd !== null) {
       if (typeof pmd !== "object") throw new TypeError("perMessageDeflate must be an object with a codec");
@@ -376,7 +383,7 @@ export class WebSocketConnection {
 
   /** `"server"` or `"client"`. */
   get role(): WebSocketRole {
-    return this.#isServer ? "server" : "client";
+    return (this.#flags & IS_SERVER) !== 0 ? "server" : "client";
   }
 
   /** The connection state. */
@@ -398,7 +405,7 @@ export class WebSocketConnection {
    * with a timeout of its own).
    */
   get shouldCloseTransport(): boolean {
-    return this.#error !== null || this.#eof || (this.#state === "CLOSED" && this.#isServer);
+    return this.#error !== null || (this.#flags & EOF) !== 0 || (this.#state === "CLOSED" && (this.#flags & IS_SERVER) !== 0);
   }
 
   /** The protocol error that failed the connection, if any. */
@@ -432,7 +439,7 @@ export class WebSocketConnection {
    * ```
    */
   receiveData(data: Uint8Array): void {
-    if (this.#eof) {
+    if ((this.#flags & EOF) !== 0) {
       throw new LocalProtocolError(WS_ERR.INVALID_STATE, "Cannot receive data: the transport already ended");
     }
     if (this.#phase === PHASE_DONE || data.byteLength === 0) return;
@@ -460,7 +467,7 @@ export class WebSocketConnection {
    * ```
    */
   receiveEof(): void {
-    this.#eof = true;
+    this.#flags |= EOF;
   }
 
   /**
@@ -486,9 +493,9 @@ export class WebSocketConnection {
       if (event === null) break;
       if (event !== undefined) return event;
     }
-    if (this.#eof && !this.#eofReported) {
-      this.#eofReported = true;
-      const abnormal = !this.#closeReceived && this.#error === null;
+    if ((this.#flags & EOF) !== 0 && (this.#flags & EOF_REPORTED) === 0) {
+      this.#flags |= EOF_REPORTED;
+      const abnormal = (this.#flags & CLOSE_RECEIVED) === 0 && this.#error === null;
       this.#finishInput();
       this.#state = "CLOSED";
       this.#release();
@@ -604,7 +611,7 @@ export class WebSocketConnection {
       // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed"
       // bit of control frames and non-first fragments of a data message."
       if (rsv1) return this.#fail(WS_ERR.UNEXPECTED_RSV_1, "Invalid frame: RSV1 must be clear on a continuation frame", PROTOCOL_ERROR);
-      compressed = this.#msgCompressed;
+      compressed = (this.#flags & MSG_COMPRESSED) !== 0;
     } else if (opcode === OPCODE_TEXT || opcode === OPCODE_BINARY) {
       // RFC 6455 §5.4: "the fragments of one message MUST NOT be interleaved
       // between the fragments of another message".
@@ -619,7 +626,7 @@ export class WebSocketConnection {
       return this.#fail(WS_ERR.INVALID_OPCODE, `Invalid frame: opcode ${opcode} is reserved`, PROTOCOL_ERROR);
     }
     const masked = (b1 & 0x80) !== 0;
-    if (masked !== this.#isServer) {
+    if (masked !== ((this.#flags & IS_SERVER) !== 0)) {
       // RFC 6455 §5.1: "a client MUST mask all frames that it sends to the server
       // ... The server MUST close the connection upon receiving a frame that is
       // not masked" and "A server MUST NOT mask any frames that it sends to the
@@ -667,9 +674,9 @@ export class WebSocketConnection {
     }
     if (masked) this.#maskKey = (src[p]! << 24) | (src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!;
     this.#advance(headerSize);
-    this.#fin = fin;
+    this.#flags = fin ? this.#flags | FIN : this.#flags & ~FIN;
     this.#opcode = opcode;
-    this.#masked = masked;
+    this.#flags = masked ? this.#flags | MASKED : this.#flags & ~MASKED;
     this.#remaining = length;
     this.#payloadPosition = 0;
     if (opcode >= 0x8) {
@@ -677,10 +684,10 @@ export class WebSocketConnection {
     } else {
       if (opcode !== OPCODE_CONTINUATION) {
         this.#msgOpcode = opcode;
-        this.#msgCompressed = compressed;
+        this.#flags = compressed ? this.#flags | MSG_COMPRESSED : this.#flags & ~MSG_COMPRESSED;
         this.#msgLength = 0;
         this.#msgWire = 0;
-        this.#msgInflated = false;
+        this.#flags &= ~MSG_INFLATED;
         this.#utf8State = UTF8_ACCEPT;
         this.#msgBuffer = null;
       }
@@ -701,7 +708,7 @@ export class WebSocketConnection {
   #parsePayload(): WebSocketEvent | null | undefined {
     let remaining = this.#remaining;
     // Fast path: a whole one-frame message inside the first chunk.
-    if (this.#payloadPosition === 0 && this.#fin && this.#opcode !== OPCODE_CONTINUATION && this.#buffered >= remaining) {
+    if (this.#payloadPosition === 0 && (this.#flags & FIN) !== 0 && this.#opcode !== OPCODE_CONTINUATION && this.#buffered >= remaining) {
       const chunk = this.#chunks[this.#head];
       const start = this.#offset;
       if (chunk === undefined) {
@@ -711,12 +718,12 @@ export class WebSocketConnection {
       }
       if (chunk.length - start >= remaining) {
         const end = start + remaining;
-        if (this.#masked && remaining > 0) applyMaskKey(chunk, start, end, this.#maskKey, 0);
+        if ((this.#flags & MASKED) !== 0 && remaining > 0) applyMaskKey(chunk, start, end, this.#maskKey, 0);
         this.#advance(remaining);
         this.#payloadPosition = remaining;
         this.#remaining = 0;
         this.#phase = PHASE_HEADER;
-        if (this.#msgCompressed) {
+        if ((this.#flags & MSG_COMPRESSED) !== 0) {
           this.#msgWire = remaining;
           if (remaining > 0) {
             const error = this.#inflate(view(chunk, start, end), true);
@@ -740,15 +747,15 @@ export class WebSocketConnection {
       const start = this.#offset;
       const n = Math.min(remaining, chunk.length - start);
       const end = start + n;
-      if (this.#masked) applyMaskKey(chunk, start, end, key, this.#payloadPosition & 3);
+      if ((this.#flags & MASKED) !== 0) applyMaskKey(chunk, start, end, key, this.#payloadPosition & 3);
       this.#advance(n);
       this.#payloadPosition += n;
       remaining -= n;
       this.#remaining = remaining;
       let error: ErrorEvent | undefined;
-      if (this.#msgCompressed) {
+      if ((this.#flags & MSG_COMPRESSED) !== 0) {
         this.#msgWire += n;
-        error = this.#inflate(view(chunk, start, end), this.#fin && remaining === 0);
+        error = this.#inflate(view(chunk, start, end), (this.#flags & FIN) !== 0 && remaining === 0);
       } else {
         error = this.#append(chunk, start, end);
       }
@@ -756,13 +763,13 @@ export class WebSocketConnection {
     }
     if (remaining > 0) return null;
     this.#phase = PHASE_HEADER;
-    if (!this.#fin) return undefined;
+    if ((this.#flags & FIN) === 0) return undefined;
     return this.#finishMessage();
   }
 
   /** Inflates a piece of a compressed message; `last` for the end of its last frame. */
   #inflate(piece: Uint8Array, last: boolean): ErrorEvent | undefined {
-    if (last) this.#msgInflated = true;
+    if (last) this.#flags |= MSG_INFLATED;
     let out: Uint8Array | null;
     try {
       out = this.#codec!.decompress(piece, last, this.#maxMessageSize - this.#msgLength);
@@ -808,7 +815,7 @@ export class WebSocketConnection {
     if (buf === null || length + n > buf.length) {
       // A one-frame uncompressed message has its exact size in the header.
       let capacity =
-        !this.#msgCompressed && this.#fin && this.#opcode !== OPCODE_CONTINUATION
+        (this.#flags & MSG_COMPRESSED) === 0 && (this.#flags & FIN) !== 0 && this.#opcode !== OPCODE_CONTINUATION
           ? length + n + this.#remaining
           : Math.max(length + n, (buf?.length ?? 512) * 2);
       if (capacity > this.#maxMessageSize) capacity = Math.max(length + n, this.#maxMessageSize);
@@ -822,7 +829,7 @@ export class WebSocketConnection {
   }
 
   #finishMessage(): WebSocketEvent {
-    if (this.#msgCompressed && !this.#msgInflated && this.#msgWire > 0) {
+    if ((this.#flags & MSG_COMPRESSED) !== 0 && (this.#flags & MSG_INFLATED) === 0 && this.#msgWire > 0) {
       // The last frame had no payload: the codec still needs the end. (A
       // compressed message with no payload at all is an empty message: the
       // tail alone is no DEFLATE block, and feeding it would leave the
@@ -870,7 +877,7 @@ export class WebSocketConnection {
         payload = Buffer.allocUnsafe(length);
         this.#gather(length, payload);
       }
-      if (this.#masked) applyMaskKey(payload, 0, length, this.#maskKey, 0);
+      if ((this.#flags & MASKED) !== 0) applyMaskKey(payload, 0, length, this.#maskKey, 0);
       this.#advance(length);
     }
     this.#remaining = 0;
@@ -880,7 +887,7 @@ export class WebSocketConnection {
         // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
         // Pong frame in response, unless it already received a Close frame."
         // We also stay silent after sending our close: it must be our last frame.
-        if (this.#autoPong && !this.#closeSent) this.#writeControl(OPCODE_PONG, payload);
+        if ((this.#flags & AUTO_PONG) !== 0 && (this.#flags & CLOSE_SENT) === 0) this.#writeControl(OPCODE_PONG, payload);
         return { type: "ping", data: payload };
       case OPCODE_PONG:
         return { type: "pong", data: payload };
@@ -912,7 +919,7 @@ export class WebSocketConnection {
       reason = decodeUtf8(payload, 2, payload.length);
     }
     // RFC 6455 §1.4: after the close, "the endpoint ... discards any further data".
-    this.#closeReceived = true;
+    this.#flags |= CLOSE_RECEIVED;
     this.#finishInput();
     if (this.#state === "OPEN") {
       if (this.#sendOpcode !== 0) {
@@ -948,7 +955,7 @@ export class WebSocketConnection {
     // RFC 6455 §7.1.7: "If _The WebSocket Connection is Established_ prior to the
     // point where the endpoint is required to _Fail the WebSocket Connection_,
     // the endpoint SHOULD send a Close frame with an appropriate status code".
-    if (!this.#closeSent) {
+    if ((this.#flags & CLOSE_SENT) === 0) {
       this.#writeClose(closeCode, "");
       this.#state = "LOCAL_CLOSING";
     }
@@ -1124,7 +1131,7 @@ export class WebSocketConnection {
 
   #sendControl(opcode: number, data: string | Uint8Array, name: string): void {
     if (this.#state !== "OPEN" && this.#state !== "REMOTE_CLOSING") throw this.#illegal(`send a ${name}`);
-    if (this.#closeSent) throw this.#illegal(`send a ${name}`);
+    if ((this.#flags & CLOSE_SENT) !== 0) throw this.#illegal(`send a ${name}`);
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`A ${name} payload must be a string or a Uint8Array`);
     // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less".
@@ -1187,7 +1194,7 @@ export class WebSocketConnection {
   /** Writes a header at `pos` and returns the payload offset; a client's key goes to `outKey`. */
   #header(buf: Buffer, pos: number, first: number, length: number): number {
     buf[pos] = first;
-    const maskBit = this.#isServer ? 0 : 0x80;
+    const maskBit = (this.#flags & IS_SERVER) !== 0 ? 0 : 0x80;
     let p = pos + 2;
     if (length < 126) {
       buf[pos + 1] = maskBit | length;
@@ -1202,7 +1209,7 @@ export class WebSocketConnection {
       buf.writeUInt32BE(length >>> 0, pos + 6);
       p = pos + 10;
     }
-    if (!this.#isServer) {
+    if ((this.#flags & IS_SERVER) === 0) {
       let pool = this.#maskPool;
       let at = this.#maskPoolPosition;
       if (pool === null || at + 4 > MASK_POOL_SIZE) {
@@ -1223,7 +1230,7 @@ export class WebSocketConnection {
 
   /** Masks `buf[start..end)` with the key just written before `start`. */
   #maskOut(buf: Buffer, start: number, end: number): void {
-    if (this.#isServer || end === start) return;
+    if ((this.#flags & IS_SERVER) !== 0 || end === start) return;
     applyMaskKey(buf, start, end, outKey, 0);
   }
 
@@ -1244,7 +1251,7 @@ export class WebSocketConnection {
       // At most 123 bytes of UTF-8: a 7-bit length, known header size.
       const buf = out.reserve(units * 3 + 6);
       const pos = out.end;
-      const start = pos + (this.#isServer ? 2 : 6);
+      const start = pos + ((this.#flags & IS_SERVER) !== 0 ? 2 : 6);
       const n = units === 0 ? 0 : encodeUtf8(buf, text, start, units * 3);
       this.#header(buf, pos, first, n);
       this.#maskOut(buf, start, start + n);
@@ -1265,7 +1272,7 @@ export class WebSocketConnection {
 
   /** Queues a close frame; `code` -1 for an empty body. */
   #writeClose(code: number, reason: string): void {
-    this.#closeSent = true;
+    this.#flags |= CLOSE_SENT;
     if (code < 0) {
       this.#writeBytesFrame(0x80 | OPCODE_CLOSE, EMPTY);
       return;
