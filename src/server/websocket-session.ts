@@ -87,6 +87,19 @@ const CLOSE_REQUESTED = 256;
 /** The transport is above its high-water mark: sends wait in the queue. */
 const BLOCKED = 512;
 const FLUSH_SCHEDULED = 1024;
+/** The last write was taken below the high-water mark: sends may resolve at once (see `send`). */
+const FLOWING = 2048;
+/** A deferred flush is waiting for the handler to take the next message (see `#deferFlush`). */
+const FLUSH_DEFERRED = 4096;
+/** The pump took an event since the deferred flush last looked. */
+const PROGRESS = 8192;
+/** Microtask turns the deferred flush saw without progress (two bits). */
+const IDLE_TURN = 16384;
+const IDLE_TURNS = 3 * IDLE_TURN;
+/** Turns without progress after which a deferred flush writes. */
+const MAX_IDLE_TURNS = 3;
+/** Sends resolve at once only while the output they join stays within this (bytes). */
+const OPTIMISTIC_MAX_BYTES = 16 * 1024;
 
 /** What `closed` returns when it is first asked for after the transport closed. */
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -505,8 +518,13 @@ export class WebSocketSession {
   /**
    * Sends a message: a string as text, bytes as binary (or as `binary`
    * says). Resolves once the message is handed to the transport below its
-   * high-water mark; rejects with {@link WebSocketClosedError} if the
-   * connection is closing or closes first. The promise may be ignored.
+   * high-water mark, or at once when the transport is keeping up (its last
+   * write was taken below the mark, nothing of it is still waiting, and at
+   * most 16 KiB are to be written with this message): those messages are written
+   * together after the handler's turn, so that an echo answering each
+   * message of a read costs one write, not one per message. Rejects with
+   * {@link WebSocketClosedError} if the connection is closing or closes
+   * before the message is handed over. The promise may be ignored.
    *
    * @example
    * ```ts
@@ -526,9 +544,14 @@ export class WebSocketSession {
       return quiet(new Promise<void>((resolve, reject) => queue.push({ data, binary, resolve, reject })));
     }
     this.#engine.send(data, { binary });
-    const promise = this.#batchPromise ?? this.#newBatch();
     this.#scheduleFlush();
-    return promise;
+    if (
+      (this.#flags & FLOWING) !== 0 && this.#batchWaiter === null &&
+      this.#engine.outputLength <= OPTIMISTIC_MAX_BYTES && this.#connection.writableLength === 0
+    ) {
+      return RESOLVED;
+    }
+    return this.#batchPromise ?? this.#newBatch();
   }
 
   #newBatch(): Promise<void> {
@@ -687,6 +710,7 @@ export class WebSocketSession {
       for (;;) {
         const event = this.#engine.nextEvent();
         if (event.type === "need-data") break;
+        this.#flags |= PROGRESS;
         this.#onEvent(event);
         if ((this.#flags & WAITING) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) break;
       }
@@ -694,8 +718,45 @@ export class WebSocketSession {
       this.#flags &= ~PUMPING;
     }
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    if ((this.#flags & WAITING) !== 0 && this.#batchWaiter === null && this.#batch === null && !this.#engine.shouldCloseTransport) {
+      // The handler awaits something, typically the send it just made,
+      // which resolved at once: wait a few turns for it to take the next
+      // message, and write the answers together.
+      this.#deferFlush();
+      this.#updateReading();
+      return;
+    }
     this.#flush();
     this.#updateReading();
+  }
+
+  /**
+   * Writes once the handler has stopped taking messages for
+   * {@link MAX_IDLE_TURNS} microtask turns: a handler that awaits each
+   * send takes the next message of the read within a turn or two, and a
+   * handler waiting on something slow gets its output written a few turns
+   * late.
+   */
+  #deferFlush(): void {
+    if ((this.#flags & FLUSH_DEFERRED) !== 0) return;
+    this.#flags = (this.#flags | FLUSH_DEFERRED) & ~(PROGRESS | IDLE_TURNS);
+    queueMicrotask(() => this.#deferredFlush());
+  }
+
+  #deferredFlush(): void {
+    const flags = this.#flags;
+    if ((flags & TRANSPORT_CLOSED) !== 0 || (flags & WAITING) === 0) {
+      // Closed, or the pump ran on to the end of the input and wrote itself.
+      this.#flags &= ~FLUSH_DEFERRED;
+      return;
+    }
+    if ((flags & PROGRESS) !== 0 || (flags & IDLE_TURNS) < MAX_IDLE_TURNS * IDLE_TURN) {
+      this.#flags = (flags & PROGRESS) !== 0 ? flags & ~(PROGRESS | IDLE_TURNS) : flags + IDLE_TURN;
+      queueMicrotask(() => this.#deferredFlush());
+      return;
+    }
+    this.#flags &= ~(FLUSH_DEFERRED | IDLE_TURNS);
+    this.#flush();
   }
 
   #onEvent(event: Exclude<WebSocketEvent, { type: "need-data" }>): void {
@@ -820,7 +881,8 @@ export class WebSocketSession {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     const out = this.#engine.takeOutput();
     if (out !== null && (this.#flags & ENDED) === 0) {
-      if (!this.#connection.write(out)) this.#flags |= BLOCKED;
+      if (this.#connection.write(out)) this.#flags |= FLOWING;
+      else this.#flags = (this.#flags | BLOCKED) & ~FLOWING;
     }
     const shared = this.#batchWaiter;
     if (shared !== null) {

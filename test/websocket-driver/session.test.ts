@@ -91,6 +91,39 @@ describe("input and batching", () => {
     ]);
   });
 
+  it("an echo that awaits each send answers the messages of one read with one write once the transport keeps up", async () => {
+    const t = pair({ onMessage: (m, s) => s.send(m) });
+    t.peer.send(frame(TEXT, "first"));
+    await flushMemory();
+    // Nothing was known of the transport yet: that send waited for its own write.
+    expect(t.peer.chunks).toHaveLength(1);
+    const names = Array.from({ length: 16 }, (_, i) => `m${i}`);
+    t.peer.send(Buffer.concat(names.map((n) => frame(TEXT, n))));
+    await flushMemory();
+    expect(t.seen.messages).toEqual(["first", ...names]);
+    expect(t.peer.chunks).toHaveLength(2);
+    expect(t.frames().map((f) => f.payload.toString())).toEqual(["first", ...names]);
+  });
+
+  it("writes what a handler sent while it waits on something slow, and reads on once it is done", async () => {
+    const gate = deferred();
+    const t = pair({
+      onMessage: async (m, s) => {
+        await s.send(m);
+        if (m === "slow") await gate.promise;
+      },
+    });
+    t.peer.send(frame(TEXT, "warm"));
+    await flushMemory();
+    t.peer.send(Buffer.concat([frame(TEXT, "slow"), frame(TEXT, "later")]));
+    await flushMemory();
+    expect(t.seen.messages).toEqual(["warm", "slow"]);
+    expect(t.frames().map((f) => f.payload.toString())).toEqual(["warm", "slow"]);
+    gate.resolve();
+    await flushMemory();
+    expect(t.frames().map((f) => f.payload.toString())).toEqual(["warm", "slow", "later"]);
+  });
+
   it("joins sends made in one tick outside a read into one write", async () => {
     const t = pair();
     const sent = [t.session.send("a"), t.session.send("b"), t.session.send(Uint8Array.of(9))];
