@@ -14,15 +14,25 @@
  * - **Output.** Everything the engine queued while handling one read (pongs,
  *   the echo of a close, messages sent from the handler) goes out with one
  *   transport write at the end of the read; sends made outside a read are
- *   written together in a microtask.
+ *   written together in a microtask. When the handler awaits each send
+ *   (an echo returning `send`'s promise), the write waits until the
+ *   handler has stopped taking messages for a few microtask turns, so that
+ *   the answers to one read still go out with one write.
  * - **Backpressure.** {@link WebSocketSession.send} resolves once the
- *   message is handed to the transport below its high-water mark. While the
+ *   message is handed to the transport below its high-water mark, or at
+ *   once while the transport keeps up (its last write was taken below the
+ *   mark and nothing of it waits; at most 16 KiB per write). While the
  *   transport is above it (its `write` returned false and no `drain` came
  *   yet), further messages wait unencoded in a queue, and their promises
  *   with them, so a writer that awaits its sends is paused by a slow reader.
  *   Reading is not paused on a full output (two peers that both stream would
  *   deadlock); instead pongs owed while the output is full are folded into
  *   one for the latest ping, as RFC 6455 §5.5.3 allows.
+ * - **Memory.** An idle connection holds the session, the engine and a
+ *   small forwarding handler: yes/no state is kept as bits of one number,
+ *   timer callbacks are methods (a closure is made when a timer is armed),
+ *   and the `closed` promise, the send lists and the engine's buffers are
+ *   made on first use.
  * - **Closing.** Once a close frame is sent or received, a timer of
  *   `closeTimeout` ms runs (Tornado: 5 s). When the engine says the
  *   transport should close (`shouldCloseTransport`: the close handshake is
