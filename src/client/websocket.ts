@@ -431,7 +431,8 @@ export class WebSocketClientConnection implements AsyncIterable<string | Uint8Ar
   /**
    * Sends a message: a string as text, bytes as binary (or as `binary`
    * says). Resolves once it is handed to the transport below its
-   * high-water mark; rejects with {@link WebSocketClosedError} when the
+   * high-water mark, or at once while the transport keeps up (see
+   * `WebSocketSession.send`); rejects with {@link WebSocketClosedError} when the
    * connection is closing or closed.
    *
    * @example

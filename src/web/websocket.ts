@@ -412,7 +412,8 @@ export class WebSocketHandler extends RequestHandler {
   /**
    * Sends a message: a string as text, bytes as binary, an object or array
    * as JSON text. Resolves once it is handed to the transport below its
-   * high-water mark (await it to be paced by a slow reader); rejects with
+   * high-water mark, or at once while the transport keeps up (see
+   * `WebSocketSession.send`; await it to be paced by a slow reader); rejects with
    * {@link WebSocketClosedError} when the connection is closed or closing.
    * Ignoring the promise is fine.
    *
