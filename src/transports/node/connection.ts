@@ -138,14 +138,26 @@ function directHandle(socket: Socket): StreamHandle | null {
   return handle as StreamHandle;
 }
 
-/** A write request for `handle`, shaped as Node's own (`createWriteWrap`). */
+/**
+ * The write request for the next direct write. Node binds a request object
+ * to libuv only when the write cannot complete at once (it tries the write
+ * first and returns without touching the object when everything went out),
+ * so one object serves every write that completes at once; a write that
+ * goes asynchronous keeps it, and the next write gets a new one.
+ */
+let spareRequest: WriteRequest | null = null;
+
 function writeRequest(handle: StreamHandle): WriteRequest {
-  const req = new streamWrap!.WriteWrap();
+  let req = spareRequest;
+  if (req === null) {
+    req = new streamWrap!.WriteWrap();
+    req.oncomplete = onDirectWriteComplete;
+    req.async = false;
+    req.bytes = 0;
+    req.buffer = null;
+    spareRequest = req;
+  }
   req.handle = handle;
-  req.oncomplete = onDirectWriteComplete;
-  req.async = false;
-  req.bytes = 0;
-  req.buffer = null;
   return req;
 }
 
@@ -228,6 +240,10 @@ export class NodeConnection implements Connection {
   /** Direct I/O: writes still in libuv's queue, and whether a write returned false. */
   #asyncWrites = 0;
   #needDrain = false;
+  /** Direct I/O: bytes written through the stream (before direct I/O began) may still be queued there. */
+  #streamQueued = false;
+  /** Direct I/O: the socket's write high-water mark. */
+  #highWaterMark = 0;
 
   static {
     onDirectRead = function (this: StreamHandle, buffer: ArrayBuffer | undefined): unknown {
@@ -374,7 +390,7 @@ export class NodeConnection implements Connection {
     if (!this.#writable) return false;
     const handle = this.#handle;
     // Behind bytes still queued in the stream, a direct write would jump the queue.
-    if (handle === null || this.#socket.writableLength !== 0) return this.#socket.write(chunk);
+    if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(chunk);
     const req = writeRequest(handle);
     const status = handle.writeBuffer(req, chunk);
     // An asynchronous write reads the bytes later: keep them alive until then.
@@ -385,7 +401,7 @@ export class NodeConnection implements Connection {
   writeLatin1(text: string): boolean {
     if (!this.#writable) return false;
     const handle = this.#handle;
-    if (handle === null || this.#socket.writableLength !== 0) return this.#socket.write(text, "latin1");
+    if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(text, "latin1");
     const req = writeRequest(handle);
     // Node copies what a string write could not send at once.
     return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle);
@@ -394,17 +410,25 @@ export class NodeConnection implements Connection {
   /** After a direct write: errors, asynchronous completion, and the high-water mark. */
   #afterDirectWrite(req: WriteRequest, status: number, handle: StreamHandle): boolean {
     if (status !== 0) {
+      spareRequest = null;
       this.destroy(uvError(status, "write"));
       return false;
     }
     if (streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] !== 0) {
+      spareRequest = null;
       req.async = true;
       req[kConnection] = this;
       this.#asyncWrites++;
     }
-    const socket = this.#socket;
-    if (handle.writeQueueSize + socket.writableLength < socket.writableHighWaterMark) return true;
+    if (handle.writeQueueSize < this.#highWaterMark) return true;
     this.#needDrain = true;
+    return false;
+  }
+
+  /** Direct I/O: whether the stream still holds bytes written before direct I/O began (direct writes must wait behind them). */
+  #stillQueued(): boolean {
+    if (this.#socket.writableLength !== 0) return true;
+    this.#streamQueued = false;
     return false;
   }
 
@@ -419,6 +443,8 @@ export class NodeConnection implements Connection {
     const handle = directHandle(socket);
     if (handle === null) return false;
     this.#handle = handle;
+    this.#streamQueued = socket.writableLength !== 0;
+    this.#highWaterMark = socket.writableHighWaterMark;
     this.#nodeOnRead = handle.onread;
     handle[kConnection] = this;
     handle.onread = onDirectRead;
