@@ -24,7 +24,7 @@ import type { Connection, ConnectionHandler, Listener, ListenOptions, SocketAddr
 import { ServerConnection, type ServerConnectionOptions, type RequestEvent } from "../protocols/http1/server-connection";
 import { httpDate } from "../protocols/http1/date";
 import { defaultTransport } from "./default-transport";
-import { HTTPServerRequest, type ConnectionInfo, type RequestConnection } from "./request";
+import { COMPACT_REQUEST, HTTPServerRequest, type ConnectionInfo, type RequestConnection } from "./request";
 
 /** Default time a keep-alive connection may sit idle: 60 s (nginx 75 s, Node 5 s, Tornado 1 h). */
 export const DEFAULT_IDLE_TIMEOUT = 60_000;
@@ -996,6 +996,7 @@ class Driver implements ConnectionHandler {
     // no longer reaches this driver, its engine or the exchange.
     const entry = new UpgradedEntry(this.server, this.connection, options, exchange.id, dropped);
     (exchange.request as { connection: RequestConnection }).connection = entry;
+    exchange.request[COMPACT_REQUEST]();
     const rest = this.#afterSwitch.length === 0 ? trailing : concatBytes([trailing, ...this.#afterSwitch]);
     this.#afterSwitch = [];
     if (this.#readPaused) {

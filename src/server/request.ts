@@ -4,9 +4,37 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { EMPTY_BYTES, type BytesLike } from "../core/bytes";
 import { HTTPHeaders, type FlatHeaders, type HeadersInit } from "../core/headers";
 import type { Connection } from "../core/transport";
+
+/** @internal The request method that makes a request cheap to keep (see `HTTPServerRequest`). */
+export const COMPACT_REQUEST: unique symbol = Symbol("typhoon.compactRequest");
+
+/** One string per header name seen on long-lived requests; bounded. */
+const SHARED_NAMES = new Map<string, string>();
+const MAX_SHARED_NAMES = 512;
+
+function sharedName(name: string): string {
+  const shared = SHARED_NAMES.get(name);
+  if (shared !== undefined) return shared;
+  const own = ownString(name);
+  if (SHARED_NAMES.size < MAX_SHARED_NAMES) SHARED_NAMES.set(own, own);
+  return own;
+}
+
+/**
+ * A copy of `text` that holds its own characters. V8 cuts substrings of 13
+ * characters or more as views of the string they came from; the parser's
+ * come from the decoded head, which a view keeps alive as long as it lives.
+ */
+const LATIN1 = /^[\x00-\xff]*$/;
+
+function ownString(text: string): string {
+  // Only latin1 text round-trips through latin1 bytes; the parser's always is.
+  return text.length < 13 || !LATIN1.test(text) ? text : Buffer.from(text, "latin1").toString("latin1");
+}
 
 /** How a response is written for one request (Tornado's `request.connection`). */
 export interface RequestConnection {
@@ -103,6 +131,25 @@ export class HTTPServerRequest {
     this.protocol = info.protocol;
     this.connection = connection;
     this.startTime = startTime;
+  }
+
+  /**
+   * @internal Makes the request cheap to keep for a long time (an upgraded
+   * connection keeps its request while it is open): header names become
+   * one shared string per name, and longer values stop sharing the string
+   * the whole head was decoded into, which they would otherwise keep alive.
+   * The headers read the same as before.
+   */
+  [COMPACT_REQUEST](): void {
+    const flat = this.#flatHeaders;
+    const compact: string[] = new Array<string>(flat.length);
+    for (let i = 0; i < flat.length; i += 2) {
+      compact[i] = sharedName(flat[i]!);
+      compact[i + 1] = ownString(flat[i + 1]!);
+    }
+    this.#flatHeaders = compact;
+    this.#headers = null;
+    (this as { uri: string }).uri = ownString(this.uri);
   }
 
   /** Headers, case-insensitive and multi-valued. */

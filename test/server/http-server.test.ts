@@ -508,6 +508,35 @@ describe("upgrade and detach", () => {
     expect(requests[1]!.connection.closed).toBe(true);
   });
 
+  it("keeps the request readable as it was after detach (its headers and target copied out of the head)", async () => {
+    const seen: Array<{ before: Array<[string, string]>; after: Array<[string, string]>; uri: string; host: string }> = [];
+    const server = new HTTPServer(async (request) => {
+      const before = [...request.headers];
+      await request.connection.respond(101, { Upgrade: "x", Connection: "Upgrade" });
+      const { connection, release } = request.connection.detach();
+      connection.setHandler({ data() {}, end: () => connection.end(), drain() {}, close: () => release() });
+      seen.push({ before, after: [...request.headers], uri: request.uri, host: request.host });
+    }, quiet);
+    const key = "dGhlIHNhbXBsZSBub25jZQ==";
+    for (let i = 0; i < 2; i++) {
+      const raw = connect(server);
+      raw.send(`GET /a/long/target?with=query&n=${i} HTTP/1.1\r\nHost: example.com:8080\r\nConnection: Upgrade\r\nUpgrade: x\r\nSec-WebSocket-Key: ${key}\r\nX-Latin1: caf\xe9 au lait, s'il vous pla\xeet\r\n\r\n`);
+      await flushMemory();
+      raw.conn.destroy();
+      await flushMemory();
+    }
+    expect(seen).toHaveLength(2);
+    for (const [i, s] of seen.entries()) {
+      expect(s.after).toEqual(s.before);
+      expect(s.uri).toBe(`/a/long/target?with=query&n=${i}`);
+      expect(s.host).toBe("example.com:8080");
+      expect(s.after).toContainEqual(["Sec-WebSocket-Key", key]);
+      // Bytes above 0x7f read as latin1, the same after as before.
+      expect(s.after.find(([name]) => name === "X-Latin1")?.[1]).toMatch(/^caf[\x80-\xff]+ au lait, s'il vous pla[\x80-\xff]+t$/);
+    }
+    await server.close();
+  });
+
   it("keeps speaking HTTP when an upgrade is declined", async () => {
     const server = new HTTPServer((req) => req.connection.respond(200, {}, `plain ${req.path}`), quiet);
     const raw = connect(server);
