@@ -399,8 +399,26 @@ class UpgradedEntry implements RequestConnection {
 }
 
 /** `release` for `detach`'s caller: the one closure a detached connection costs. */
-function releaser(entry: UpgradedEntry): () => void {
-  return () => entry.release();
+/**
+ * What `detach` returns. `release` is made when it is read: a caller that
+ * releases through the request's connection (`request.connection.release()`)
+ * keeps no closure per connection.
+ */
+class Detached {
+  readonly connection: Connection;
+  readonly trailingData: Uint8Array;
+  readonly #entry: UpgradedEntry;
+
+  constructor(connection: Connection, trailingData: Uint8Array, entry: UpgradedEntry) {
+    this.connection = connection;
+    this.trailingData = trailingData;
+    this.#entry = entry;
+  }
+
+  get release(): () => void {
+    const entry = this.#entry;
+    return () => entry.release();
+  }
 }
 
 /** Hooks given to `detach`. */
@@ -1004,11 +1022,7 @@ class Driver implements ConnectionHandler {
       this.connection.resume();
     }
     this.server.trackUpgraded(entry);
-    return {
-      connection: this.connection,
-      trailingData: rest.byteLength === 0 ? EMPTY_BYTES : rest,
-      release: releaser(entry),
-    };
+    return new Detached(this.connection, rest.byteLength === 0 ? EMPTY_BYTES : rest, entry);
   }
 
   closeGracefully(): Promise<void> {

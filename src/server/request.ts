@@ -72,6 +72,12 @@ export interface RequestConnection {
     /** Call when the connection closes, so that the server stops waiting for it at shutdown. */
     release: () => void;
   };
+  /**
+   * Once detached: the same as the `release` that `detach` returned (the
+   * request's connection is then the server's record of the hand-over).
+   * Absent before.
+   */
+  release?(): void;
 }
 
 /** What the server knows of the connection a request came on. */

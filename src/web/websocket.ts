@@ -49,7 +49,6 @@ export interface WriteMessageOptions {
 
 /** `openArgs` of a route without groups: one shared empty list. */
 const NO_ARGS: ReadonlyArray<string | undefined> = Object.freeze([]);
-const noop = (): void => {};
 
 function isClock(value: unknown): value is Clock {
   return typeof value === "object" && value !== null && typeof (value as Clock).setTimeout === "function" && typeof (value as Clock).now === "function";
@@ -135,8 +134,6 @@ export class WebSocketHandler extends RequestHandler {
    */
   static readonly #Events = class implements WebSocketSessionHandler {
     readonly #handler: WebSocketHandler;
-    /** `release` from `detach`, set once the connection is detached. */
-    release: () => void = noop;
 
     constructor(handler: WebSocketHandler) {
       this.#handler = handler;
@@ -158,7 +155,8 @@ export class WebSocketHandler extends RequestHandler {
       const handler = this.#handler;
       handler.closeCode = code;
       handler.closeReason = reason;
-      this.release();
+      // Detached by now: the request's connection is the server's record of it.
+      handler.request.connection.release?.();
       handler.onClose();
     }
 
@@ -222,8 +220,7 @@ export class WebSocketHandler extends RequestHandler {
     this.clear();
     this.setStatus(101);
     const events = new WebSocketHandler.#Events(this);
-    const { connection, trailingData, release } = request.connection.detach(events);
-    events.release = release;
+    const { connection, trailingData } = request.connection.detach(events);
     const settings = this.settings;
     const clock = isClock(settings.clock) ? settings.clock : systemClock;
     let session: WebSocketSession;
@@ -242,7 +239,7 @@ export class WebSocketHandler extends RequestHandler {
         handler: events,
       });
     } catch (err) {
-      release();
+      request.connection.release?.();
       connection.destroy();
       throw err;
     }

@@ -537,6 +537,30 @@ describe("upgrade and detach", () => {
     await server.close();
   });
 
+  it("releases a detached connection through the request's connection as through detach's release", async () => {
+    const requests: HTTPServerRequest[] = [];
+    const server = new HTTPServer(async (request) => {
+      expect(request.connection.release).toBeUndefined();
+      await request.connection.respond(101, { Upgrade: "x", Connection: "Upgrade" });
+      const { connection } = request.connection.detach({ onShutdown: () => connection.destroy() });
+      connection.setHandler({ data() {}, end: () => connection.end(), drain() {}, close() {} });
+      requests.push(request);
+    }, quiet);
+    const kept = connect(server);
+    kept.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n");
+    const released = connect(server);
+    released.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n");
+    await flushMemory();
+    expect(requests).toHaveLength(2);
+    requests[1]!.connection.release!();
+    requests[1]!.connection.release!(); // twice is harmless
+    // Shutdown waits for the one still held (its onShutdown destroys it), not the released one.
+    await server.close({ timeout: 1000 });
+    expect(kept.conn.closed).toBe(true);
+    expect(released.conn.closed).toBe(false);
+    released.conn.destroy();
+  });
+
   it("keeps speaking HTTP when an upgrade is declined", async () => {
     const server = new HTTPServer((req) => req.connection.respond(200, {}, `plain ${req.path}`), quiet);
     const raw = connect(server);

@@ -228,8 +228,6 @@ export class NodeConnection implements Connection {
   /** `end` or `close` came before a handler was set; reported by setHandler. */
   #pendingEnd = false;
   #pendingClose = false;
-  #localAddress: SocketAddress | null | undefined = undefined;
-  #remoteAddress: SocketAddress | null | undefined = undefined;
   /** Direct I/O may be used (the transport's `directIo` option). */
   readonly #directIo: boolean;
   /** Direct I/O: the handle read and written directly, and Node's own `onread` for what is not data. */
@@ -320,14 +318,14 @@ export class NodeConnection implements Connection {
     }
   }
 
+  // Not cached here: Node caches the socket's names itself, and a server
+  // asks once per connection; an idle connection keeps no address object.
   get localAddress(): SocketAddress | null {
-    if (this.#localAddress === undefined || this.#localAddress === null) this.#localAddress = this.#address(true);
-    return this.#localAddress;
+    return this.#address(true);
   }
 
   get remoteAddress(): SocketAddress | null {
-    if (this.#remoteAddress === undefined || this.#remoteAddress === null) this.#remoteAddress = this.#address(false);
-    return this.#remoteAddress;
+    return this.#address(false);
   }
 
   get encrypted(): boolean {
