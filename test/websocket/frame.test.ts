@@ -19,6 +19,22 @@ const frameArb = fc.record({
   mask: fc.option(fc.uint8Array({ minLength: 4, maxLength: 4 }), { nil: null }),
 });
 
+/** Bytes, a start, a key offset, a key and a shift of the view: the inputs of a masking property. */
+const maskCase = [
+  fc.uint8Array({ maxLength: 600 }),
+  fc.nat(8),
+  fc.nat(3),
+  fc.uint8Array({ minLength: 4, maxLength: 4 }),
+  fc.nat(7),
+] as const;
+
+/** `bytes` as a view shifted inside a larger buffer (to vary the alignment), and the start clamped to it. */
+function maskView(bytes: Uint8Array, startRaw: number, shift: number): { data: Uint8Array; start: number } {
+  const backing = new Uint8Array(bytes.length + 8);
+  backing.set(bytes, shift);
+  return { data: backing.subarray(shift, shift + bytes.length), start: Math.min(startRaw, bytes.length) };
+}
+
 describe("applyMask", () => {
   it("masks RFC 6455 §5.7's 'Hello' with key 37 fa 21 3d", () => {
     const data = utf8("Hello");
@@ -29,17 +45,9 @@ describe("applyMask", () => {
   it("equals the byte-by-byte definition for any range, offset, alignment and key", () => {
     fc.assert(
       fc.property(
-        fc.uint8Array({ maxLength: 600 }),
-        fc.nat(8),
-        fc.nat(3),
-        fc.uint8Array({ minLength: 4, maxLength: 4 }),
-        fc.nat(7),
+        ...maskCase,
         (bytes, startRaw, keyOffset, key, shift) => {
-          // Shift the view inside a larger buffer to vary the alignment.
-          const backing = new Uint8Array(bytes.length + 8);
-          backing.set(bytes, shift);
-          const data = backing.subarray(shift, shift + bytes.length);
-          const start = Math.min(startRaw, bytes.length);
+          const { data, start } = maskView(bytes, startRaw, shift);
           const expected = Uint8Array.from(bytes);
           for (let i = start; i < bytes.length; i++) expected[i] ^= key[(i - start + keyOffset) & 3]!;
           applyMask(data, start, bytes.length, key, keyOffset);
@@ -53,16 +61,9 @@ describe("applyMask", () => {
   it("applyMaskKey with the key as a big-endian number equals applyMask", () => {
     fc.assert(
       fc.property(
-        fc.uint8Array({ maxLength: 600 }),
-        fc.nat(8),
-        fc.nat(3),
-        fc.uint8Array({ minLength: 4, maxLength: 4 }),
-        fc.nat(7),
+        ...maskCase,
         (bytes, startRaw, keyOffset, key, shift) => {
-          const backing = new Uint8Array(bytes.length + 8);
-          backing.set(bytes, shift);
-          const data = backing.subarray(shift, shift + bytes.length);
-          const start = Math.min(startRaw, bytes.length);
+          const { data, start } = maskView(bytes, startRaw, shift);
           const expected = Uint8Array.from(bytes);
           applyMask(expected, start, bytes.length, key, keyOffset);
           const word = Buffer.from(key).readInt32BE(0);
