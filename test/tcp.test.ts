@@ -536,6 +536,32 @@ describe("STARTTLS on Node connections", () => {
     await listener.close();
   });
 
+  it("with direct I/O, waits for clear-text writes still in libuv's queue before the TLS layer takes the socket", async () => {
+    let accept!: (connection: Connection) => void;
+    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
+    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
+    const server = (await accepted) as NodeConnection;
+    server.setHandler({ data() {}, end() {}, drain() {}, close() {} });
+    const clientStream = new IOStream(client);
+    const blob = "q".repeat(4 * 1024 * 1024);
+    // More than the socket takes at once: most of it waits in libuv's queue.
+    server.write(toBytes(`${blob}\n`));
+    expect(server.writableLength).toBeGreaterThan(0);
+    const serverSide = server.startTls({ server: { key, cert } });
+    const clientSide = clientStream.readUntil("\n").then((line) => {
+      expect(line.byteLength).toBe(blob.length + 1);
+      return clientStream.startTls({ client: { ca: cert, servername: "localhost" } });
+    });
+    const [secureClient, secureServer] = await Promise.all([clientSide, serverSide]);
+    const serverStream = new IOStream(secureServer);
+    await secureClient.write("over tls\n");
+    expect(text(await serverStream.readUntil("\n"))).toBe("over tls\n");
+    secureClient.close();
+    await serverStream.readUntilClose();
+    await listener.close();
+  });
+
   it("rejects on the server side when the client gives up during the handshake", async () => {
     let accept!: (connection: Connection) => void;
     const accepted = new Promise<Connection>((resolve) => (accept = resolve));

@@ -150,6 +150,20 @@ function tcpPairWithHighWaterMark(highWaterMark: number): ReturnType<typeof conn
   }));
 }
 
+/** Like {@link exchange}, for a pair whose probes already saw `serverSaw` and `clientSaw`. */
+async function exchangeAfter(pair: Awaited<ReturnType<typeof connectedPair>>, serverSaw: string, clientSaw = ""): Promise<void> {
+  const { client, server, c, s } = pair;
+  client.write(encoder.encode("ping"));
+  await s.until(() => s.text === `${serverSaw}ping`);
+  server.write(encoder.encode("pong"));
+  await c.until(() => c.text === `${clientSaw}pong`);
+  client.end();
+  server.end();
+  expect(await c.closed).toBeUndefined();
+  expect(await s.closed).toBeUndefined();
+  await pair.listener.close();
+}
+
 /** Exchanges a message each way and closes both ends cleanly. */
 async function exchange(pair: Awaited<ReturnType<typeof connectedPair>>): Promise<void> {
   const { client, server, c, s, listener } = pair;
@@ -318,6 +332,48 @@ describe("node transport: TCP", () => {
     server.end();
     expect(await c.closed).toBeUndefined();
     await pair.listener.close();
+  });
+
+  it("takes every write at a high-water mark of 0 once it is sent (no drain owed), as the stream does", async () => {
+    for (const transport of [nodeTransport, streamTransport]) {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0, highWaterMark: 0 }, (listener) => ({
+        host: "127.0.0.1",
+        port: listener.address.port,
+        highWaterMark: 0,
+      }), transport);
+      expect(pair.client.write(encoder.encode("a"))).toBe(true);
+      expect(pair.client.writeLatin1("b")).toBe(true);
+      await pair.s.until(() => pair.s.text === "ab");
+      await exchangeAfter(pair, "ab");
+    }
+  });
+
+  it("keeps a socket.setTimeout idle timer fresh on direct reads and writes", async () => {
+    const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ host: "127.0.0.1", port: listener.address.port }));
+    if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") {
+      // Bun's node:net has no handle to read directly: its sockets keep their own timers.
+      expect(pair.server.directIo).toBe(false);
+      await exchange(pair);
+      return;
+    }
+    const socket = pair.server.socket as unknown as { _unrefTimer: () => void; setTimeout(ms: number): void };
+    let refreshed = 0;
+    const original = socket._unrefTimer;
+    socket._unrefTimer = function (this: unknown) {
+      refreshed++;
+      original.call(this);
+    };
+    socket.setTimeout(60_000);
+    refreshed = 0;
+    pair.client.write(encoder.encode("x"));
+    await pair.s.until(() => pair.s.text === "x");
+    expect(refreshed).toBeGreaterThanOrEqual(1);
+    const afterRead = refreshed;
+    pair.server.write(encoder.encode("y"));
+    expect(refreshed).toBeGreaterThan(afterRead);
+    await pair.c.until(() => pair.c.text === "y");
+    socket.setTimeout(0);
+    await exchangeAfter(pair, "x", "y");
   });
 
   it("stops reading from the kernel while paused, so the writer's buffer grows instead", async () => {

@@ -3,8 +3,10 @@
  *
  * This is on the hot path of every server, so the socket's events are wired
  * to module-level listener functions shared by all connections (no closure
- * per connection or per chunk), and `data` goes straight from the socket to
- * the handler's method: `socket.on("data")` -> `handler.data(chunk)`.
+ * per connection or per chunk). On Node, plain TCP and Unix connections
+ * read and write the socket's libuv handle directly ("direct I/O", below);
+ * otherwise `data` goes from the socket to the handler's method:
+ * `socket.on("data")` -> `handler.data(chunk)`.
  *
  * @module
  */
@@ -31,6 +33,9 @@ interface TyphoonSocket extends Socket {
 /** Node-internal parts of a socket that the contract needs (see their uses). */
 interface SocketInternals {
   _handle?: object | null;
+  /** `socket.setTimeout`'s delay (documented), and Node's refresh of that timer on activity (internal). */
+  timeout?: number;
+  _unrefTimer?: () => void;
   _writableState?: { highWaterMark: number };
   resetAndDestroy?: () => Socket;
   alpnProtocol?: string | false | null;
@@ -81,7 +86,8 @@ interface StreamHandle {
 
 /** Node's `WriteWrap`: the request object a handle write takes. */
 interface WriteRequest {
-  handle: StreamHandle;
+  /** Node's own requests point at their handle; direct I/O's do not need it (nothing native reads it). */
+  handle?: StreamHandle;
   oncomplete: (this: WriteRequest, status: number) => void;
   async: boolean;
   bytes: number;
@@ -118,7 +124,10 @@ function loadStreamWrap(): StreamWrapBinding | null {
   }
 }
 
-const streamWrap = loadStreamWrap();
+/** Loaded on the first connection that tries direct I/O: undefined until then, null if unavailable. */
+let streamWrapLoaded: StreamWrapBinding | null | undefined;
+/** The binding, once a connection uses direct I/O (only read on direct I/O paths). */
+let streamWrap: StreamWrapBinding | null = null;
 
 /** The socket's handle, if direct I/O can drive it. */
 function directHandle(socket: Socket): StreamHandle | null {
@@ -147,7 +156,7 @@ function directHandle(socket: Socket): StreamHandle | null {
  */
 let spareRequest: WriteRequest | null = null;
 
-function writeRequest(handle: StreamHandle): WriteRequest {
+function writeRequest(): WriteRequest {
   let req = spareRequest;
   if (req === null) {
     req = new streamWrap!.WriteWrap();
@@ -157,7 +166,6 @@ function writeRequest(handle: StreamHandle): WriteRequest {
     req.buffer = null;
     spareRequest = req;
   }
-  req.handle = handle;
   return req;
 }
 
@@ -199,9 +207,10 @@ function familyOf(family: string | number | undefined, address: string): SocketA
  * One connection over a Node socket (TCP, TLS or Unix). Made by
  * {@link NodeTransport}; use it through the {@link Connection} contract.
  *
- * `pause()` stops `data` at once; Node keeps reading into the socket's
- * buffer until its readable high-water mark, then stops reading from the
- * kernel, so TCP flow control pushes back on the peer. `destroy()` on TCP
+ * `pause()` stops `data` at once. With direct I/O it stops reading from
+ * the kernel at once; on the stream, Node keeps reading into the socket's
+ * buffer until its readable high-water mark, then stops. Either way TCP
+ * flow control pushes back on the peer. `destroy()` on TCP
  * sends a reset (RST), as the contract says; on TLS and Unix sockets it
  * closes the socket.
  *
@@ -238,6 +247,8 @@ export class NodeConnection implements Connection {
   /** Direct I/O: writes still in libuv's queue, and whether a write returned false. */
   #asyncWrites = 0;
   #needDrain = false;
+  /** Direct I/O: called once the writes in libuv's queue are done (startTls waits for them). */
+  #onWritesDone: (() => void) | null = null;
   /** Direct I/O: bytes written through the stream (before direct I/O began) may still be queued there. */
   #streamQueued = false;
   /** Direct I/O: the socket's write high-water mark. */
@@ -249,6 +260,7 @@ export class NodeConnection implements Connection {
       const n = state[streamWrap!.kReadBytesOrError]!;
       const connection = this[kConnection]!;
       if (n > 0) {
+        connection.#activity();
         if (!connection.#closed) connection.#handler!.data(Buffer.from(buffer!, state[streamWrap!.kArrayBufferOffset]!, n));
         return undefined;
       }
@@ -260,7 +272,13 @@ export class NodeConnection implements Connection {
     onDirectWriteComplete = function (this: WriteRequest, status: number): void {
       const connection = this[kConnection]!;
       connection.#asyncWrites--;
-      if (connection.#closed) return;
+      if (connection.#asyncWrites === 0 && connection.#onWritesDone !== null) {
+        const done = connection.#onWritesDone;
+        connection.#onWritesDone = null;
+        done();
+      }
+      // Cancelled by a destroy (ECANCELED) or after close: not a write error.
+      if (connection.#closed || connection.#socket.destroyed) return;
       if (status < 0) {
         connection.destroy(uvError(status, "write"));
         return;
@@ -338,7 +356,8 @@ export class NodeConnection implements Connection {
 
   get writableLength(): number {
     const handle = this.#handle;
-    return handle === null ? this.#socket.writableLength : this.#socket.writableLength + handle.writeQueueSize;
+    // While the stream still holds bytes, libuv's queue is the stream's (counted in its writableLength).
+    return handle === null || this.#streamQueued ? this.#socket.writableLength : this.#socket.writableLength + handle.writeQueueSize;
   }
 
   get closed(): boolean {
@@ -389,7 +408,7 @@ export class NodeConnection implements Connection {
     const handle = this.#handle;
     // Behind bytes still queued in the stream, a direct write would jump the queue.
     if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(chunk);
-    const req = writeRequest(handle);
+    const req = writeRequest();
     const status = handle.writeBuffer(req, chunk);
     // An asynchronous write reads the bytes later: keep them alive until then.
     if (status === 0 && streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] !== 0) req.buffer = chunk;
@@ -400,13 +419,20 @@ export class NodeConnection implements Connection {
     if (!this.#writable) return false;
     const handle = this.#handle;
     if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(text, "latin1");
-    const req = writeRequest(handle);
+    const req = writeRequest();
     // Node copies what a string write could not send at once.
     return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle);
   }
 
+  /** Direct I/O: traffic refreshes a `socket.setTimeout` idle timer, as Node's own reads and writes do. */
+  #activity(): void {
+    const socket = this.#socket as unknown as SocketInternals;
+    if (socket.timeout) socket._unrefTimer?.();
+  }
+
   /** After a direct write: errors, asynchronous completion, and the high-water mark. */
   #afterDirectWrite(req: WriteRequest, status: number, handle: StreamHandle): boolean {
+    this.#activity();
     if (status !== 0) {
       spareRequest = null;
       this.destroy(uvError(status, "write"));
@@ -418,7 +444,8 @@ export class NodeConnection implements Connection {
       req[kConnection] = this;
       this.#asyncWrites++;
     }
-    if (handle.writeQueueSize < this.#highWaterMark) return true;
+    // Nothing left in libuv's queue is below any mark, 0 included (as Node's Writable).
+    if (this.#asyncWrites === 0 || handle.writeQueueSize < this.#highWaterMark) return true;
     this.#needDrain = true;
     return false;
   }
@@ -435,7 +462,9 @@ export class NodeConnection implements Connection {
    * plain TCP or Unix socket with nothing read into the stream yet.
    */
   #startDirect(): boolean {
-    if (!this.#directIo || streamWrap === null || this.#kind === "tls") return false;
+    if (!this.#directIo || this.#kind === "tls") return false;
+    if (streamWrapLoaded === undefined) streamWrap = streamWrapLoaded = loadStreamWrap();
+    if (streamWrapLoaded === null) return false;
     const socket = this.#socket;
     if (socket.destroyed || socket.readableLength !== 0 || socket.readableEnded) return false;
     const handle = directHandle(socket);
@@ -564,7 +593,9 @@ export class NodeConnection implements Connection {
     socket.on("error", ignore);
     const path = this.#path;
     const accepted = this.#accepted;
-    return flushed(socket).then(() => upgradeSocket(socket, options, path, accepted));
+    // Direct writes still in libuv's queue go out in the clear before the TLS layer takes the handle.
+    const written = this.#asyncWrites === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.#onWritesDone = resolve));
+    return written.then(() => flushed(socket)).then(() => upgradeSocket(socket, options, path, accepted));
   }
 
   #reportPending(): void {
