@@ -696,7 +696,7 @@ export class RequestHandler {
     const i = this.#indexOf("etag");
     if (i === -1) return false;
     const computed = this.#headers![i + 1]!;
-    const header = requestHeader(this.request, "if-none-match");
+    const header = this.request.header("if-none-match");
     if (computed === "" || header === undefined) return false;
     const etags = header.match(ETAG_LIST);
     if (etags === null) return false;
@@ -1078,17 +1078,6 @@ function headerValue(name: string, value: HeaderValue): string {
     );
   }
   return v;
-}
-
-/** A request header by lowercase name, read from the flat list (no index is built). */
-function requestHeader(request: HTTPServerRequest, lower: string): string | undefined {
-  const flat = request.headers.toFlat();
-  let out: string | undefined;
-  for (let i = 0; i < flat.length; i += 2) {
-    const n = flat[i]!;
-    if (equalsLowercase(n, lower)) out = out === undefined ? flat[i + 1]! : `${out}, ${flat[i + 1]!}`;
-  }
-  return out;
 }
 
 /**
