@@ -433,6 +433,15 @@ describe("TCPServer and TCPClient over Node sockets", () => {
   });
 });
 
+/** A listener on 127.0.0.1 (from `transport`), a client connected to it with the default Node transport, and the accepted end. */
+async function nodeConnectedPair(transport: NodeTransport = nodeTransport): Promise<{ listener: Listener; client: NodeConnection; server: NodeConnection }> {
+  let accept!: (connection: Connection) => void;
+  const accepted = new Promise<Connection>((resolve) => (accept = resolve));
+  const listener = await transport.listen({ host: "127.0.0.1", port: 0 }, accept);
+  const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
+  return { listener, client, server: (await accepted) as NodeConnection };
+}
+
 describe("STARTTLS on Node connections", () => {
   /** An SMTP-like exchange: STARTTLS / 220 in the clear, then a line each way over TLS. */
   async function smtpLike(clientTls: { ca?: string; servername?: string; rejectUnauthorized?: boolean }) {
@@ -488,12 +497,8 @@ describe("STARTTLS on Node connections", () => {
   });
 
   it("flushes what was written in the clear first, and hands bytes that arrived early to TLS", async () => {
-    let accept!: (connection: Connection) => void;
-    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
     // On the stream, so that the early bytes wait in the socket's buffer where the test can see them.
-    const listener = await new NodeTransport({ directIo: false }).listen({ host: "127.0.0.1", port: 0 }, accept);
-    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
-    const server = (await accepted) as NodeConnection;
+    const { listener, client, server } = await nodeConnectedPair(new NodeTransport({ directIo: false }));
     const seenByOldHandler: string[] = [];
     const oldHandler: ConnectionHandler = {
       data: (chunk) => seenByOldHandler.push(text(chunk)),
@@ -537,11 +542,7 @@ describe("STARTTLS on Node connections", () => {
   });
 
   it("with direct I/O, waits for clear-text writes still in libuv's queue before the TLS layer takes the socket", async () => {
-    let accept!: (connection: Connection) => void;
-    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
-    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
-    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
-    const server = (await accepted) as NodeConnection;
+    const { listener, client, server } = await nodeConnectedPair();
     server.setHandler({ data() {}, end() {}, drain() {}, close() {} });
     const clientStream = new IOStream(client);
     const blob = "q".repeat(4 * 1024 * 1024);
@@ -563,11 +564,7 @@ describe("STARTTLS on Node connections", () => {
   });
 
   it("rejects on the server side when the client gives up during the handshake", async () => {
-    let accept!: (connection: Connection) => void;
-    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
-    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
-    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
-    const server = (await accepted) as NodeConnection;
+    const { listener, client, server } = await nodeConnectedPair();
     server.setHandler({ data() {}, end() {}, drain() {}, close() {} });
     const serverSide = server.startTls({ server: { key, cert } }).catch((e: unknown) => e);
     const clientSide = client.startTls({ client: {} }).catch((e: unknown) => e);
@@ -577,11 +574,7 @@ describe("STARTTLS on Node connections", () => {
   });
 
   it("refuses options that give neither or both sides", async () => {
-    let accept!: (connection: Connection) => void;
-    const accepted = new Promise<Connection>((resolve) => (accept = resolve));
-    const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
-    const client = await nodeTransport.connect({ host: "127.0.0.1", port: listener.address.port });
-    const server = await accepted;
+    const { listener, client, server } = await nodeConnectedPair();
     await expect(client.startTls({} as never)).rejects.toThrow(TypeError);
     await expect(client.startTls({ server: { key, cert }, client: {} } as never)).rejects.toThrow(TypeError);
     // Still a usable plain connection.

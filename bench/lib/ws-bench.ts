@@ -111,6 +111,23 @@ interface LoadOptions {
   client: "native" | "frames";
 }
 
+/** The load against a running server, with the run's CPUs, connections and durations. */
+function loadOptions(params: Params, server: RunningServer, size: number, depth: number, compress: boolean): LoadOptions {
+  return {
+    cpu: params.clientCpu,
+    serverCpus: params.serverCpu,
+    serverPid: server.child.pid,
+    url: server.url,
+    size,
+    depth,
+    connections: params.wsConnections,
+    compress,
+    warmup: params.warmup,
+    duration: params.duration,
+    client: wsClientFor(params, depth),
+  };
+}
+
 /** The client for a depth (see `Params.wsClient`). */
 export function wsClientFor(params: Params, depth: number): "native" | "frames" {
   return params.wsClient === "auto" ? (depth === 1 ? "native" : "frames") : params.wsClient;
@@ -280,19 +297,7 @@ export async function runWs(params: Params, only: string[] | null): Promise<Reco
             let best: WsRun | null = null;
             for (let attempt = 0; attempt <= params.retries; attempt++) {
               const client = wsClientFor(params, depth);
-              const result = await runWsLoad({
-                cpu: params.clientCpu,
-                serverCpus: params.serverCpu,
-                serverPid: server.child.pid,
-                url: server.url,
-                size,
-                depth,
-                connections: params.wsConnections,
-                compress,
-                warmup: params.warmup,
-                duration: params.duration,
-                client,
-              });
+              const result = await runWsLoad(loadOptions(params, server, size, depth, compress));
               if (best === null || disturbance(result) < disturbance(best.result)) best = { round, server: def.id, compress, size, depth, client, result, attempts: attempt + 1 };
               else best.attempts = attempt + 1;
               if (disturbance(result) <= params.maxOthers) break;
@@ -615,19 +620,7 @@ export async function runWsProfile(params: Params, ids: string[], resultsDir: st
           const server = await startWsServer(profiled, params.serverCpu, compress);
           let result: WsLoadResult;
           try {
-            result = await runWsLoad({
-              cpu: params.clientCpu,
-              serverCpus: params.serverCpu,
-              serverPid: server.child.pid,
-              url: server.url,
-              size,
-              depth,
-              connections: params.wsConnections,
-              compress,
-              warmup: params.warmup,
-              duration: params.duration,
-              client: wsClientFor(params, depth),
-            });
+            result = await runWsLoad(loadOptions(params, server, size, depth, compress));
           } finally {
             const code = await stopChild(server.child, 15_000);
             if (code !== 0) console.warn(`bench: ${def.id} exited with ${code}; its profile may be missing`);

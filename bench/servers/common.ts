@@ -93,31 +93,39 @@ export function gcOnRequest(): void {
     process.exit(2);
   }
   const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  onStdinLines((raw) => {
+    const line = raw.trim();
+    const snapshot = line.startsWith("snapshot ") ? line.slice(9).trim() : null;
+    if (line !== "gc" && snapshot === null) return;
+    void (async () => {
+      for (let i = 0; i < 4; i++) {
+        collect();
+        await turn();
+      }
+      if (snapshot !== null) {
+        const v8 = await import("node:v8");
+        v8.writeHeapSnapshot(snapshot);
+        process.stdout.write(`snapshot ${snapshot}\n`);
+        return;
+      }
+      const m = process.memoryUsage();
+      const report: GcReport = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+      process.stdout.write(`gc ${JSON.stringify(report)}\n`);
+    })();
+  });
+}
+
+/** Calls `onLine` with each line that arrives on stdin (without its newline), in order. */
+export function onStdinLines(onLine: (line: string) => void): void {
   let partial = "";
   process.stdin.setEncoding("latin1");
   process.stdin.on("data", (text: string) => {
     partial += text;
     let nl: number;
     while ((nl = partial.indexOf("\n")) !== -1) {
-      const line = partial.slice(0, nl).trim();
+      const line = partial.slice(0, nl);
       partial = partial.slice(nl + 1);
-      const snapshot = line.startsWith("snapshot ") ? line.slice(9).trim() : null;
-      if (line !== "gc" && snapshot === null) continue;
-      void (async () => {
-        for (let i = 0; i < 4; i++) {
-          collect();
-          await turn();
-        }
-        if (snapshot !== null) {
-          const v8 = await import("node:v8");
-          v8.writeHeapSnapshot(snapshot);
-          process.stdout.write(`snapshot ${snapshot}\n`);
-          return;
-        }
-        const m = process.memoryUsage();
-        const report: GcReport = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
-        process.stdout.write(`gc ${JSON.stringify(report)}\n`);
-      })();
+      onLine(line);
     }
   });
   process.stdin.resume();

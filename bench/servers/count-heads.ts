@@ -1,6 +1,7 @@
 /**
- * Counts request heads (`\r\n\r\n`) in a stream of chunks, for the raw
- * server. `state` is how many bytes of `\r\n\r\n` ended the previous chunk.
+ * What the raw servers (the ceilings) share: counting request heads
+ * (`\r\n\r\n`) in a stream of chunks, where `state` is how many bytes of
+ * `\r\n\r\n` ended the previous chunk, and the canned responses they send.
  */
 import { Buffer } from "node:buffer";
 
@@ -65,4 +66,34 @@ export function countHeadEnds(chunk: Buffer, state: number): HeadCount {
   result.count = count;
   result.state = state;
   return result;
+}
+
+const BODY = "Hello, world";
+let canned = buildCanned();
+/** Responses for n pipelined requests, built once per n and per second. */
+let multi = new Map<number, Buffer>();
+
+/** The bytes typhoon's bare server sends for the hello world, with the Date of now. */
+function buildCanned(): Buffer {
+  return Buffer.from(
+    `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nDate: ${new Date().toUTCString()}\r\n\r\n${BODY}`,
+    "latin1",
+  );
+}
+
+setInterval(() => {
+  canned = buildCanned();
+  multi = new Map();
+}, 1000).unref();
+
+/** The canned response `n` times in one buffer (for `n` pipelined requests). */
+export function cannedResponses(n: number): Buffer {
+  if (n === 1) return canned;
+  let out = multi.get(n);
+  if (out === undefined) {
+    out = Buffer.allocUnsafe(canned.length * n);
+    for (let i = 0; i < n; i++) canned.copy(out, i * canned.length);
+    multi.set(n, out);
+  }
+  return out;
 }

@@ -13,36 +13,9 @@
 import { Buffer } from "node:buffer";
 import { BENCH_HOST, benchPort, exitWithRunner } from "./common";
 import { bunGlobal, type BunTcpSocket } from "./bun-global";
-import { countHeadEnds } from "./count-heads";
+import { cannedResponses, countHeadEnds } from "./count-heads";
 
 exitWithRunner("raw-bun");
-
-const BODY = "Hello, world";
-let canned = build();
-let multi = new Map<number, Buffer>();
-
-function build(): Buffer {
-  return Buffer.from(
-    `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nDate: ${new Date().toUTCString()}\r\n\r\n${BODY}`,
-    "latin1",
-  );
-}
-
-setInterval(() => {
-  canned = build();
-  multi = new Map();
-}, 1000).unref();
-
-function responses(n: number): Buffer {
-  if (n === 1) return canned;
-  let out = multi.get(n);
-  if (out === undefined) {
-    out = Buffer.allocUnsafe(canned.length * n);
-    for (let i = 0; i < n; i++) canned.copy(out, i * canned.length);
-    multi.set(n, out);
-  }
-  return out;
-}
 
 interface State {
   headState: number;
@@ -75,7 +48,7 @@ bunGlobal("raw-bun").listen<State>({
       socket.data.headState = counted.state;
       if (counted.count > 0) {
         answered += counted.count;
-        send(socket, responses(counted.count));
+        send(socket, cannedResponses(counted.count));
       }
     },
     drain(socket) {

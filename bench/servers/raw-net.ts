@@ -11,37 +11,9 @@
 import * as net from "node:net";
 import { Buffer } from "node:buffer";
 import { BENCH_HOST, benchPort, exitWithRunner } from "./common";
-import { countHeadEnds } from "./count-heads";
+import { cannedResponses, countHeadEnds } from "./count-heads";
 
 exitWithRunner("raw-net");
-
-const BODY = "Hello, world";
-let canned = build();
-/** Responses for n pipelined requests, built once per n and per second. */
-let multi = new Map<number, Buffer>();
-
-function build(): Buffer {
-  return Buffer.from(
-    `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\nDate: ${new Date().toUTCString()}\r\n\r\n${BODY}`,
-    "latin1",
-  );
-}
-
-setInterval(() => {
-  canned = build();
-  multi = new Map();
-}, 1000).unref();
-
-function responses(n: number): Buffer {
-  if (n === 1) return canned;
-  let out = multi.get(n);
-  if (out === undefined) {
-    out = Buffer.allocUnsafe(canned.length * n);
-    for (let i = 0; i < n; i++) canned.copy(out, i * canned.length);
-    multi.set(n, out);
-  }
-  return out;
-}
 
 let answered = 0;
 
@@ -54,7 +26,7 @@ function onData(this: CountingSocket, chunk: Buffer): void {
   this.headState = counted.state;
   if (counted.count > 0) {
     answered += counted.count;
-    this.write(responses(counted.count));
+    this.write(cannedResponses(counted.count));
   }
 }
 

@@ -18,6 +18,7 @@
  * @module
  */
 import process from "node:process";
+import { onStdinLines } from "../servers/common";
 import { textPayload } from "./payload";
 
 const USAGE = "Usage: bun bench/ws/idle.ts --url ws://host:port/path [--compress] [--size 32]";
@@ -118,16 +119,8 @@ async function handle(line: string): Promise<void> {
 
 // Commands run one after the other.
 let chain = Promise.resolve();
-let partial = "";
-process.stdin.setEncoding("latin1");
-process.stdin.on("data", (text: string) => {
-  partial += text;
-  let nl: number;
-  while ((nl = partial.indexOf("\n")) !== -1) {
-    const line = partial.slice(0, nl);
-    partial = partial.slice(nl + 1);
-    chain = chain.then(() => handle(line));
-  }
+onStdinLines((line) => {
+  chain = chain.then(() => handle(line));
 });
 process.stdin.on("end", () => process.exit(0));
 process.stdout.write("ready\n");

@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import { EMPTY_BYTES, type BytesLike } from "../core/bytes";
 import { HTTPHeaders, type FlatHeaders, type HeadersInit } from "../core/headers";
 import type { Connection } from "../core/transport";
+import { nameIs } from "../protocols/http1";
 
 /** @internal The request method that makes a request cheap to keep (see `HTTPServerRequest`). */
 export const COMPACT_REQUEST: unique symbol = Symbol("typhoon.compactRequest");
@@ -29,18 +30,6 @@ function sharedName(name: string): string {
  * characters or more as views of the string they came from; the parser's
  * come from the decoded head, which a view keeps alive as long as it lives.
  */
-/** ASCII-case-insensitive comparison of a header name with a lowercase name. */
-function sameLowercase(name: string, lower: string): boolean {
-  const n = name.length;
-  if (n !== lower.length) return false;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    const l = lower.charCodeAt(i);
-    if (c !== l && (c + 0x20 !== l || c < 0x41 || c > 0x5a)) return false;
-  }
-  return true;
-}
-
 const LATIN1 = /^[\x00-\xff]*$/;
 
 function ownString(text: string): string {
@@ -193,7 +182,7 @@ export class HTTPServerRequest {
     const flat = this.#flatHeaders;
     let out: string | undefined;
     for (let i = 0; i < flat.length; i += 2) {
-      if (sameLowercase(flat[i]!, lower)) out = out === undefined ? flat[i + 1]! : `${out}, ${flat[i + 1]!}`;
+      if (nameIs(flat[i]!, lower)) out = out === undefined ? flat[i + 1]! : `${out}, ${flat[i + 1]!}`;
     }
     return out;
   }

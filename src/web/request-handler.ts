@@ -23,7 +23,7 @@ import { Buffer } from "node:buffer";
 import * as crypto from "node:crypto";
 import { EMPTY_BYTES, utf8Decode } from "../core";
 import { STATUS_REASONS } from "../protocols/http1";
-import { isValidHeaderName, isValidHeaderValue } from "../protocols/http1";
+import { isValidHeaderName, isValidHeaderValue, nameIs } from "../protocols/http1";
 import { parseQueryString, type HTTPServerRequest } from "../server";
 import type { Application, ApplicationSettings } from "./application";
 import { Finish, HTTPError, MissingArgumentError } from "./errors";
@@ -923,7 +923,7 @@ export class RequestHandler {
     const headers = this.#headers ?? DEFAULT_HEADERS_VIEW;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i]!;
-      if (equalsLowercase(n, lower)) return i;
+      if (nameIs(n, lower)) return i;
     }
     return -1;
   }
@@ -1034,19 +1034,7 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 }
 
 function sameName(name: string, given: string, lower: string): boolean {
-  return name === given || equalsLowercase(name, lower);
-}
-
-/** ASCII-case-insensitive `name === lower` (lower is lowercase), without allocating. */
-function equalsLowercase(name: string, lower: string): boolean {
-  const n = name.length;
-  if (n !== lower.length) return false;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    const l = lower.charCodeAt(i);
-    if (c !== l && (c + 0x20 !== l || c < 0x41 || c > 0x5a)) return false;
-  }
-  return true;
+  return name === given || nameIs(name, lower);
 }
 
 /** Lowercased header names, memoized (a handler sets the same few again and again). */

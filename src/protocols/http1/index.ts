@@ -7,5 +7,5 @@ export * from "./server-connection";
 export * from "./client-connection";
 export { httpDate } from "./date";
 export { STATUS_REASONS, reasonPhrase } from "./status";
-export { assertHeader, isValidHeaderName, isValidHeaderValue } from "./serialize";
+export { assertHeader, isValidHeaderName, isValidHeaderValue, nameIs } from "./serialize";
 export { llhttpUsesSimd } from "./llhttp";

@@ -409,10 +409,7 @@ export class NodeConnection implements Connection {
     // Behind bytes still queued in the stream, a direct write would jump the queue.
     if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(chunk);
     const req = writeRequest();
-    const status = handle.writeBuffer(req, chunk);
-    // An asynchronous write reads the bytes later: keep them alive until then.
-    if (status === 0 && streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] !== 0) req.buffer = chunk;
-    return this.#afterDirectWrite(req, status, handle);
+    return this.#afterDirectWrite(req, handle.writeBuffer(req, chunk), handle, chunk);
   }
 
   writeLatin1(text: string): boolean {
@@ -420,8 +417,7 @@ export class NodeConnection implements Connection {
     const handle = this.#handle;
     if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(text, "latin1");
     const req = writeRequest();
-    // Node copies what a string write could not send at once.
-    return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle);
+    return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle, null);
   }
 
   /** Direct I/O: traffic refreshes a `socket.setTimeout` idle timer, as Node's own reads and writes do. */
@@ -430,8 +426,12 @@ export class NodeConnection implements Connection {
     if (socket.timeout) socket._unrefTimer?.();
   }
 
-  /** After a direct write: errors, asynchronous completion, and the high-water mark. */
-  #afterDirectWrite(req: WriteRequest, status: number, handle: StreamHandle): boolean {
+  /**
+   * After a direct write: errors, asynchronous completion, and the
+   * high-water mark. `bytes` are kept alive while an asynchronous write
+   * still reads them (a string write's leftover was copied by Node).
+   */
+  #afterDirectWrite(req: WriteRequest, status: number, handle: StreamHandle, bytes: Uint8Array | null): boolean {
     this.#activity();
     if (status !== 0) {
       spareRequest = null;
@@ -441,6 +441,7 @@ export class NodeConnection implements Connection {
     if (streamWrap!.streamBaseState[streamWrap!.kLastWriteWasAsync] !== 0) {
       spareRequest = null;
       req.async = true;
+      req.buffer = bytes;
       req[kConnection] = this;
       this.#asyncWrites++;
     }
