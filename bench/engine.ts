@@ -19,6 +19,7 @@ import { Buffer } from "node:buffer";
 import process from "node:process";
 import { ServerConnection } from "../src/protocols/http1/server-connection";
 import { CB_OK, LlhttpParser, llhttpUsesSimd, type LlhttpHandler } from "../src/protocols/http1/llhttp";
+import { fmtInt, median } from "./lib/format";
 
 /** What Firefox sends for a page (cookie shortened). */
 export const BROWSER_REQUEST =
@@ -140,12 +141,6 @@ function measure(fn: () => void, seconds: number): number {
   return calls / (Number(elapsed) / 1e9);
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 export function runEngineBench(seconds: number, rounds = 3, cases = ENGINE_CASES): EngineResult[] {
   const results: EngineResult[] = [];
   const runs = cases.map((c) => ({ c, fn: c.setup(), rounds: [] as number[] }));
@@ -166,10 +161,6 @@ export function engineTable(results: EngineResult[]): string {
     lines.push(`| ${r.name} | ${fmtInt(r.rps)} | ${r.nsPerRequest.toFixed(0)} | ${fmtInt(Math.max(...r.rounds))} | ${r.rounds.map(fmtInt).join(" / ")} |`);
   }
   return lines.join("\n");
-}
-
-function fmtInt(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("bench/engine.ts")) {

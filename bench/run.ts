@@ -47,6 +47,7 @@ import { freePort, indent, sleep, spawnPinned, stopChild, waitForPort, type Chil
 import { errorSummary, runWrk, type WrkResult } from "./lib/wrk";
 import { runMemory, runWs, runWsProfile } from "./lib/ws-bench";
 import { engineTable, type EngineResult } from "./engine";
+import { fmtInt, median } from "./lib/format";
 
 const HOST = "127.0.0.1";
 
@@ -292,17 +293,6 @@ function whyDisturbed(r: WrkResult): string {
   if (r.othersCpu > 0.02) parts.push(`other tasks took ${(r.othersCpu * 100).toFixed(0)}% of a CPU`);
   if (Math.max(r.serverCpu, r.wrkCpu) < 0.9) parts.push(`neither server (${(r.serverCpu * 100).toFixed(0)}%) nor wrk (${(r.wrkCpu * 100).toFixed(0)}%) was saturated`);
   return parts.join("; ");
-}
-
-function median(values: number[]): number {
-  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function fmtInt(n: number): string {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–";
 }
 
 function fmtMs(us: number): string {

@@ -29,6 +29,7 @@ import { heapGrowth, heapGrowthTable } from "./heap";
 import { clocksNowUs, mainThreadProfile, profileMarkdown, type ProfileSummary, type ProfileWindow } from "./profile";
 import { SourceMap } from "./sourcemap";
 import { cpuBusySeconds, cpuSeconds, freePort, indent, parseCpuList, processTree, sleep, spawnPinned, stopChild, waitForPort, type Child } from "./proc";
+import { fmtInt, median } from "./format";
 
 const HOST = "127.0.0.1";
 
@@ -255,17 +256,6 @@ interface WsTargetResult {
   min: number;
   ratio: number | null;
   pass: boolean | null;
-}
-
-function median(values: number[]): number {
-  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function fmtInt(n: number): string {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–";
 }
 
 function fmtSize(bytes: number): string {
