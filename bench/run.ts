@@ -47,7 +47,7 @@ import { freePort, indent, sleep, spawnPinned, stopChild, waitForPort, type Chil
 import { errorSummary, runWrk, type WrkResult } from "./lib/wrk";
 import { runMemory, runWs, runWsProfile } from "./lib/ws-bench";
 import { engineTable, type EngineResult } from "./engine";
-import { fmtInt, median } from "./lib/format";
+import { disturbance as cpuDisturbance, fmtInt, median, whyDisturbed as disturbedBecause } from "./lib/format";
 
 const HOST = "127.0.0.1";
 
@@ -277,22 +277,12 @@ interface TargetResult {
   pass: boolean | null;
 }
 
-/**
- * How far a run is from a clean measurement, in CPUs: what other tasks took
- * on the benchmark CPUs, plus how far the busier of server and wrk stayed
- * below 90% of its CPU (someone is always the bottleneck on a quiet machine;
- * when neither is, the time went to something the counters do not see, such
- * as interrupts for other processes' traffic).
- */
 function disturbance(r: WrkResult): number {
-  return r.othersCpu + Math.max(0, 0.9 - Math.max(r.serverCpu || 0, r.wrkCpu || 0));
+  return cpuDisturbance(r.othersCpu, r.serverCpu, r.wrkCpu);
 }
 
 function whyDisturbed(r: WrkResult): string {
-  const parts: string[] = [];
-  if (r.othersCpu > 0.02) parts.push(`other tasks took ${(r.othersCpu * 100).toFixed(0)}% of a CPU`);
-  if (Math.max(r.serverCpu, r.wrkCpu) < 0.9) parts.push(`neither server (${(r.serverCpu * 100).toFixed(0)}%) nor wrk (${(r.wrkCpu * 100).toFixed(0)}%) was saturated`);
-  return parts.join("; ");
+  return disturbedBecause(r.othersCpu, r.serverCpu, r.wrkCpu, "wrk");
 }
 
 function fmtMs(us: number): string {

@@ -29,7 +29,7 @@ import { heapGrowth, heapGrowthTable } from "./heap";
 import { clocksNowUs, mainThreadProfile, profileMarkdown, type ProfileSummary, type ProfileWindow } from "./profile";
 import { SourceMap } from "./sourcemap";
 import { cpuBusySeconds, cpuSeconds, freePort, indent, parseCpuList, processTree, sleep, spawnPinned, stopChild, waitForPort, type Child } from "./proc";
-import { fmtInt, median } from "./format";
+import { disturbance as cpuDisturbance, fmtInt, median, whyDisturbed as disturbedBecause } from "./format";
 
 const HOST = "127.0.0.1";
 
@@ -207,14 +207,11 @@ export async function runWsLoad(o: LoadOptions): Promise<WsLoadResult> {
 
 /** How far a run is from a clean measurement, in CPUs (as for wrk runs). */
 function disturbance(r: WsLoadResult): number {
-  return r.othersCpu + Math.max(0, 0.9 - Math.max(r.serverCpu || 0, r.clientCpu || 0));
+  return cpuDisturbance(r.othersCpu, r.serverCpu, r.clientCpu);
 }
 
 function whyDisturbed(r: WsLoadResult): string {
-  const parts: string[] = [];
-  if (r.othersCpu > 0.02) parts.push(`other tasks took ${(r.othersCpu * 100).toFixed(0)}% of a CPU`);
-  if (Math.max(r.serverCpu, r.clientCpu) < 0.9) parts.push(`neither server (${(r.serverCpu * 100).toFixed(0)}%) nor client (${(r.clientCpu * 100).toFixed(0)}%) was saturated`);
-  return parts.join("; ");
+  return disturbedBecause(r.othersCpu, r.serverCpu, r.clientCpu, "client");
 }
 
 // --------------------------------------------------------------------- echo
