@@ -19,7 +19,10 @@ export interface ProtocolErrorOptions {
   status?: number;
   /** The WebSocket close code that answers this error (1002, 1007, 1009, ...). */
   closeCode?: number;
-  /** Byte offset in the input at which the error was found, when known. */
+  /**
+   * Byte offset at which the error was found, counted from the first byte the
+   * connection received (whatever the chunks were), when known.
+   */
   position?: number;
   cause?: unknown;
 }
@@ -32,7 +35,7 @@ export class ProtocolError extends Error {
   readonly status: number | undefined;
   /** The WebSocket close code implied by this error, if any. */
   readonly closeCode: number | undefined;
-  /** Byte offset in the input where the error was found, if known. */
+  /** Byte offset where the error was found, counted from the connection's first input byte, if known. */
   readonly position: number | undefined;
 
   constructor(code: string, message: string, options: ProtocolErrorOptions = {}) {

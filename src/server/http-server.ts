@@ -582,7 +582,8 @@ class Driver implements ConnectionHandler {
     this.engine = engine;
     const remote = connection.remoteAddress;
     this.#info = {
-      remoteIp: remote === null ? "" : remote.address,
+      // As Tornado: a connection with no IP address (a Unix socket) reports 0.0.0.0.
+      remoteIp: remote === null || remote.family === "unix" || remote.address === "" ? "0.0.0.0" : remote.address,
       remotePort: remote?.port ?? 0,
       protocol: connection.encrypted ? "https" : "http",
     };
@@ -709,7 +710,7 @@ class Driver implements ConnectionHandler {
     }
     if (this.closed) return;
     this.#flush();
-    this.#updateTimeout(sawRequest);
+    this.#updateTimeout(sawRequest, this.server.tick);
     this.#updateReading();
   }
 
@@ -821,8 +822,12 @@ class Driver implements ConnectionHandler {
   /** @internal */
   exchangeFinished(exchange: Exchange): void {
     this.#forget(exchange);
+    if (this.#pumping) return; // the pump updates the timeout at the end of this read
     // The engine may have paused at its limit of requests in flight.
-    if (this.#enginePaused && !this.#pumping) queueMicrotask(() => this.#pump());
+    if (this.#enginePaused) queueMicrotask(() => this.#pump());
+    // An answer that came after the read: the connection may be idle now,
+    // and its keep-alive timeout starts here.
+    else if (!this.closed) this.#updateTimeout(false, this.server.clock.now());
   }
 
   #forget(exchange: Exchange): void {
@@ -911,16 +916,21 @@ class Driver implements ConnectionHandler {
 
   // ---------------------------------------------------------------- timeouts
 
-  #updateTimeout(sawRequest: boolean): void {
-    if (this.#ended) return;
+  /**
+   * Moves the deadline to what the connection waits for now. A new request
+   * in this read restarts the head or body deadline even when the previous
+   * request waited for the same thing (pipelined bodies each get the whole
+   * `bodyTimeout`); the idle deadline restarts whenever it is updated.
+   */
+  #updateTimeout(sawRequest: boolean, now: number): void {
+    if (this.#ended || this.#detached) return;
     const state = this.engine.theirState;
     let wait: Wait;
     if (state === "head") wait = Wait.HEAD;
     else if (state === "body") wait = Wait.BODY;
     else if (state === "idle" && this.engine.requestsInFlight === 0) wait = Wait.IDLE;
     else wait = Wait.NONE;
-    const now = this.server.tick;
-    if (wait !== this.#wait || (sawRequest && wait === Wait.HEAD) || wait === Wait.IDLE) {
+    if (wait !== this.#wait || (sawRequest && (wait === Wait.HEAD || wait === Wait.BODY)) || wait === Wait.IDLE) {
       this.#wait = wait;
       switch (wait) {
         case Wait.IDLE:

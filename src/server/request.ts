@@ -105,7 +105,11 @@ export class HTTPServerRequest {
   readonly uri: string;
   /** `HTTP/1.1` or `HTTP/1.0`. */
   readonly version: string;
-  /** The client's IP (from `X-Real-Ip`/`X-Forwarded-For` when `xheaders` is on). */
+  /**
+   * The client's IP (from `X-Real-Ip`/`X-Forwarded-For` when `xheaders` is
+   * on); `0.0.0.0` on a connection without one, such as a Unix socket (as
+   * Tornado).
+   */
   remoteIp: string;
   /** `http` or `https` (from `X-Forwarded-Proto`/`X-Scheme` when `xheaders` is on). */
   protocol: "http" | "https";

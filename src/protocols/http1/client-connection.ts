@@ -138,6 +138,8 @@ export class ClientConnection {
   #eventHead = 0;
   #pending: Uint8Array[] = [];
   #pendingOffset = 0;
+  /** Bytes of input parsed in chunks already dropped from `#pending` (for error positions). */
+  #consumed = 0;
   #chunk: Uint8Array = EMPTY_BYTES;
   #state: "open" | "switched" | "closed" | "error" = "open";
   #eof = false;
@@ -358,11 +360,13 @@ export class ClientConnection {
       if (result === ExecuteResult.OK) {
         this.#pending.shift();
         this.#pendingOffset = 0;
+        this.#consumed += chunk.byteLength;
         continue;
       }
       if (result === ExecuteResult.ERROR) {
         if (this.#state === "open") {
-          this.#fail(new RemoteProtocolError(`ERR_${parser.errorName}`, `Cannot parse the response: ${parser.errorReason || parser.errorName}`, { position: parser.stoppedAt }));
+          const position = this.#consumed + parser.stoppedAt;
+          this.#fail(new RemoteProtocolError(`ERR_${parser.errorName}`, `Cannot parse the response: ${parser.errorReason || parser.errorName}`, { position }));
         }
         return;
       }
@@ -372,6 +376,7 @@ export class ClientConnection {
         if (this.#pendingOffset >= chunk.byteLength) {
           this.#pending.shift();
           this.#pendingOffset = 0;
+          this.#consumed += chunk.byteLength;
         }
         continue;
       }

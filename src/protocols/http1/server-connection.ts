@@ -278,6 +278,8 @@ export class ServerConnection {
   #block: Block = Block.NONE;
   #pending: Uint8Array[] = [];
   #pendingOffset = 0;
+  /** Bytes of input parsed in chunks already dropped from `#pending` (for error positions). */
+  #consumed = 0;
   #eof = false;
   #chunk: Uint8Array = EMPTY_BYTES;
   #textChunk: Uint8Array = EMPTY_BYTES;
@@ -670,12 +672,13 @@ export class ServerConnection {
       if (result === ExecuteResult.OK) {
         this.#pending.shift();
         this.#pendingOffset = 0;
+        this.#consumed += chunk.byteLength;
         continue;
       }
       if (result === ExecuteResult.PAUSED) parser.resume();
       if (result === ExecuteResult.ERROR) {
         if (this.#error === null) {
-          this.#fail(llhttpError(parser.errorName, parser.errorReason, parser.stoppedAt));
+          this.#fail(llhttpError(parser.errorName, parser.errorReason, this.#consumed + parser.stoppedAt));
         }
         return;
       }
@@ -689,6 +692,7 @@ export class ServerConnection {
       } else if (parser.stoppedAt >= chunk.byteLength) {
         this.#pending.shift();
         this.#pendingOffset = 0;
+        this.#consumed += chunk.byteLength;
       } else {
         this.#pendingOffset = parser.stoppedAt;
       }
