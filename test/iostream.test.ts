@@ -255,10 +255,25 @@ describe("IOStream: limits", () => {
           await flushMemory();
           const result = await reading;
           const need = untilClose ? Infinity : n;
+          // Nothing is consumed before the read is satisfied, so the buffer
+          // overflows with the first chunk that takes the total past the limit.
+          let buffered = 0;
+          let overflow: number | null = null;
+          for (const piece of cutAt(input, cuts)) {
+            buffered += piece.length;
+            if (buffered > maxBufferSize) {
+              overflow = buffered;
+              break;
+            }
+          }
+          const message = `Cannot read more: ${overflow} bytes are buffered and maxBufferSize is ${maxBufferSize}`;
           if (length > maxBufferSize && need > maxBufferSize) {
             expect("error" in result && result.error).toBeInstanceOf(StreamBufferFullError);
+            expect("error" in result && result.error.message).toBe(message);
             expect(stream.closed).toBe(true);
             expect(stream.error).toBeInstanceOf(StreamBufferFullError);
+            expect(stream.error?.message).toBe(message);
+            expect((stream.error as StreamBufferFullError).code).toBe("ERR_STREAM_BUFFER_FULL");
           } else if (!untilClose && n > length) {
             expect("error" in result && result.error).toBeInstanceOf(StreamClosedError);
           } else if ("ok" in result) {
@@ -266,6 +281,7 @@ describe("IOStream: limits", () => {
           } else {
             // The read needed no more than the limit, but one chunk overshot it.
             expect(result.error).toBeInstanceOf(StreamBufferFullError);
+            expect(result.error.message).toBe(message);
             expect(cutAt(input, cuts).some((piece) => piece.length > maxBufferSize - n + 1)).toBe(true);
           }
         },
