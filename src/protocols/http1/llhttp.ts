@@ -136,18 +136,18 @@ function heap(): Uint8Array {
   return heapU8;
 }
 
-function instantiate(): LlhttpExports {
-  let module: WebAssembly.Module | null = null;
-  try {
-    if (WebAssembly.validate(llhttpSimdWasm)) {
-      module = new WebAssembly.Module(llhttpSimdWasm);
-      simdUsed = true;
-    }
-  } catch {
-    module = null;
-  }
-  module ??= new WebAssembly.Module(llhttpWasm);
-
+/**
+ * Throws a clear error unless `module` imports every callback and exports
+ * every function typhoon uses (an undici upgrade that changed llhttp's build
+ * fails here, not on the first request).
+ *
+ * @internal Exported for tests.
+ * @example
+ * ```ts
+ * checkLlhttpModule(new WebAssembly.Module(bytes)); // throws "Cannot load llhttp: ..."
+ * ```
+ */
+export function checkLlhttpModule(module: WebAssembly.Module): void {
   const imports = WebAssembly.Module.imports(module).map((i) => i.name);
   for (const name of REQUIRED_IMPORTS) {
     if (!imports.includes(name)) {
@@ -160,6 +160,20 @@ function instantiate(): LlhttpExports {
       throw new Error(`Cannot load llhttp: the wasm from undici does not export ${name}; pin the undici version typhoon was built with`);
     }
   }
+}
+
+function instantiate(): LlhttpExports {
+  let module: WebAssembly.Module | null = null;
+  try {
+    if (WebAssembly.validate(llhttpSimdWasm)) {
+      module = new WebAssembly.Module(llhttpSimdWasm);
+      simdUsed = true;
+    }
+  } catch {
+    module = null;
+  }
+  module ??= new WebAssembly.Module(llhttpWasm);
+  checkLlhttpModule(module);
 
   const span = (at: number) => at - scratchPtr + currentBase;
   const instance = new WebAssembly.Instance(module, {
