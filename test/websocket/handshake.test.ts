@@ -111,7 +111,6 @@ describe("serverHandshake", () => {
     ["version 8", request(["Sec-WebSocket-Version", "8"], ["Sec-WebSocket-Version"]), 426, ["Sec-WebSocket-Version", "13"]],
     ["versions 13 and 8", request(["Sec-WebSocket-Version", "8"]), 426, ["Sec-WebSocket-Version", "13"]],
     ["a bad subprotocol list", request(["Sec-WebSocket-Protocol", "chat, chat"]), 400, []],
-    ["a malformed extension header", request(["Sec-WebSocket-Extensions", "permessage-deflate;"]), 400, []],
   ])("rejects %s", (_name, req, status, headers) => {
     const r = rejected(serverHandshake(req));
     expect(r.status).toBe(status);
@@ -119,6 +118,21 @@ describe("serverHandshake", () => {
     expect(r.error).toBeInstanceOf(RemoteProtocolError);
     expect(r.error.status).toBe(status);
   });
+
+  it.each(["permessage-deflate;", "permessage-deflate; a=", '"quoted"', "x-foo; a=\"b c\"", "permessage-deflate, ;x"])(
+    "with permessage-deflate enabled, rejects the malformed extension header %j with 400; without, ignores it",
+    (value) => {
+      const req = request(["Sec-WebSocket-Extensions", value]);
+      const r = rejected(serverHandshake(req, { perMessageDeflate: true }));
+      expect(r.status).toBe(400);
+      expect(r.error.code).toBe("WS_ERR_INVALID_EXTENSION");
+      for (const options of [{}, { perMessageDeflate: false }]) {
+        const ok = accepted(serverHandshake(req, options));
+        expect(ok.perMessageDeflate).toBeNull();
+        expect(ok.headers).not.toContain("Sec-WebSocket-Extensions");
+      }
+    },
+  );
 
   it("selects a subprotocol from the client's list, or none", () => {
     const req = request(["Sec-WebSocket-Protocol", "chat, superchat", "Sec-WebSocket-Protocol", "v2.json"]);

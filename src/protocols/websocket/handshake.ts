@@ -239,7 +239,8 @@ function versionAtLeast11(version: string): boolean {
  * `Sec-WebSocket-Version: 13` for another protocol version, 400 for
  * anything else. Origin checks are the application's (the `Origin` header
  * is left to it). Unknown extensions are ignored; permessage-deflate is
- * negotiated when enabled.
+ * negotiated when enabled. `Sec-WebSocket-Extensions` is parsed only then
+ * (a malformed one is a 400); with `perMessageDeflate` off it is ignored.
  *
  * @example
  * ```ts
@@ -314,7 +315,10 @@ export function serverHandshake(request: UpgradeRequest, options: ServerHandshak
 
   let deflate: PerMessageDeflateParams | null = null;
   let extensionsResponse: string | null = null;
-  const extensionValues = headerValues(headers, "sec-websocket-extensions");
+  // The header is read only when there is something to negotiate: with
+  // compression off it is ignored, malformed or not, as Tornado ignores the
+  // extensions it does not use (RFC 6455 §9.1 leaves the choice to the server).
+  const extensionValues = pmd === false ? [] : headerValues(headers, "sec-websocket-extensions");
   if (extensionValues.length > 0) {
     let extensions: Extension[];
     try {
@@ -322,12 +326,10 @@ export function serverHandshake(request: UpgradeRequest, options: ServerHandshak
     } catch (error) {
       return { ok: false, status: 400, headers: [], error: error as RemoteProtocolError };
     }
-    if (pmd !== false) {
-      const negotiated = negotiateDeflate(extensions, pmd === true ? {} : pmd);
-      if (negotiated !== null) {
-        deflate = negotiated.params;
-        extensionsResponse = negotiated.response;
-      }
+    const negotiated = negotiateDeflate(extensions, pmd === true ? {} : pmd);
+    if (negotiated !== null) {
+      deflate = negotiated.params;
+      extensionsResponse = negotiated.response;
     }
   }
 
