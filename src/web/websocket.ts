@@ -12,8 +12,8 @@
  * called with the route's arguments (messages wait until an async `open`
  * settles), then `onMessage` for each message (an async `onMessage` holds
  * back the next one, as Tornado awaits it), `onPing`/`onPong`, and
- * `onClose` once the connection is closed, with `closeCode` and
- * `closeReason` set. An error thrown by `open` or `onMessage` is logged
+ * `onClose(code, reason)` once the connection is closed (`closeCode` and
+ * `closeReason` are set too, as Tornado's `close_code`/`close_reason`). An error thrown by `open` or `onMessage` is logged
  * and closes the connection with 1011; the server goes on serving. When
  * the server shuts down gracefully, open WebSockets are closed with 1001.
  *
@@ -106,7 +106,7 @@ function originNetloc(origin: string): string {
  *   override async onMessage(message: string | Uint8Array) {
  *     await this.writeMessage(typeof message === "string" ? `You said: ${message}` : message);
  *   }
- *   override onClose() { console.log("WebSocket closed", this.closeCode); }
+ *   override onClose(code: number, reason: string) { console.log("WebSocket closed", code, reason); }
  * }
  * new Application([["/websocket", EchoWebSocket]]);
  * ```
@@ -157,7 +157,7 @@ export class WebSocketHandler extends RequestHandler {
       handler.closeReason = reason;
       // Detached by now: the request's connection is the server's record of it.
       handler.request.connection.release?.();
-      handler.onClose();
+      handler.onClose(code, reason);
     }
 
     /** The server shuts down gracefully: close with 1001. */
@@ -310,15 +310,18 @@ export class WebSocketHandler extends RequestHandler {
   onPong(data: Uint8Array): void {}
 
   /**
-   * Called once the connection is closed; `closeCode` and `closeReason`
-   * say why.
+   * Called once the connection is closed, with the close code and reason
+   * (the same values as `closeCode` and `closeReason`, which are set
+   * before the call): the peer's code (1005 when its close frame had
+   * none), the code we failed the connection with, or 1006 when no close
+   * frame came.
    *
    * @example
    * ```ts
-   * override onClose() { room.leave(this); console.log("closed", this.closeCode, this.closeReason); }
+   * override onClose(code: number, reason: string) { room.leave(this); console.log("closed", code, reason); }
    * ```
    */
-  onClose(): void {}
+  onClose(code: number, reason: string): void {}
 
   /**
    * Picks a subprotocol from those the client offered (in its order), or

@@ -255,6 +255,35 @@ describe("the lifecycle", () => {
     expect(log[log.length - 1]).toBe('close 4000 ""');
   });
 
+  it("passes the code and reason to onClose(code, reason), the same as closeCode and closeReason", async () => {
+    const calls: Array<[number, string, number | null, string | null]> = [];
+    class Closer extends WebSocketHandler {
+      override onMessage() {}
+      override onClose(code: number, reason: string) {
+        calls.push([code, reason, this.closeCode, this.closeReason]);
+      }
+    }
+    const t = serveWs([["/ws", Closer]]);
+    // The client's close, with a reason; then one without a body (1005).
+    const a = await t.open("/ws");
+    a.sendFrames(frame(CLOSE, closeBody(4001, "see you")));
+    const b = await t.open("/ws");
+    b.sendFrames(frame(CLOSE));
+    // A protocol error (an unmasked frame): we fail the connection with 1002.
+    const c = await t.open("/ws");
+    c.sendFrames(frame(TEXT, "unmasked", { mask: null }));
+    // The transport just goes away: 1006.
+    const d = await t.open("/ws");
+    d.conn.destroy();
+    await flushMemory();
+    expect(calls).toEqual([
+      [4001, "see you", 4001, "see you"],
+      [1005, "", 1005, ""],
+      [1002, "", 1002, ""],
+      [1006, "", 1006, ""],
+    ]);
+  });
+
   it("reports 1006 when the client disappears", async () => {
     const { Recorder, log } = recorder();
     const t = serveWs([["/ws", Recorder]]);
@@ -400,6 +429,22 @@ describe("permessage-deflate", () => {
       void this.writeMessage(message);
     }
   }
+
+  it("reads Sec-WebSocket-Extensions only when compression is on: a malformed one is ignored without, 400 with", async () => {
+    const malformed = { "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits=" };
+    const { Recorder } = recorder();
+    const plain = serveWs([["/ws", Recorder]]);
+    const ws = await plain.open("/ws", malformed);
+    expect(ws.headers.has("sec-websocket-extensions")).toBe(false);
+    ws.sendFrames(frame(TEXT, "still works"));
+    await flushMemory();
+    expect(ws.frames().map((f) => f.payload.toString())).toEqual(["still works"]);
+    const t = serveWs([["/ws", Compressed]]);
+    const peer = await t.raw(upgradeRequest("/ws", malformed));
+    const head = splitHead(peer.bytes());
+    expect(head.status).toBe(400);
+    expect(peer.bytes().toString()).toContain("Cannot parse Sec-WebSocket-Extensions");
+  });
 
   it("is declined unless getCompressionOptions returns options (Tornado's default)", async () => {
     const { Recorder } = recorder();
