@@ -2,6 +2,7 @@ import { Buffer } from "node:buffer";
 import { describe, expect, it } from "vitest";
 import { LocalProtocolError, RemoteProtocolError } from "../../src/core/errors";
 import {
+  isValidCloseCode,
   NEED_DATA,
   WebSocketConnection,
   ZlibDeflateCodec,
@@ -243,6 +244,60 @@ describe("the closing handshake", () => {
     conn.sendClose();
     expect(decodeAll(conn.takeOutput()).at(-1)).toEqual(expect.objectContaining({ opcode: 8, payload: "" }));
   });
+});
+
+describe("close codes on the wire", () => {
+  // RFC 6455 §7.4.1 and the IANA registry: 1012-1014 (Service Restart, Try
+  // Again Later, Bad Gateway) are registered and accepted (ws accepts them too);
+  // 1004-1006 and 1015 are reserved, 1016-2999 unassigned, <1000 and >4999 not used.
+  const VALID = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+  const INVALID = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
+  const body = (code: number) => Uint8Array.of(code >> 8, code & 0xff);
+  const from = { server: (code: number) => cf(0x88, body(code)), client: (code: number) => sf(0x88, body(code)) };
+
+  it("isValidCloseCode agrees with the lists", () => {
+    for (const code of VALID) expect(isValidCloseCode(code)).toBe(true);
+    for (const code of INVALID) expect(isValidCloseCode(code)).toBe(false);
+    for (let code = 0; code < 70000; code++) {
+      const expected = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+      if (isValidCloseCode(code) !== expected) throw new Error(`isValidCloseCode(${code}) should be ${expected}`);
+    }
+  });
+
+  for (const role of ["server", "client"] as const) {
+    it.each(VALID)(`a ${role} accepts the received code %i and echoes it`, (code) => {
+      const conn = new WebSocketConnection({ role });
+      conn.receiveData(from[role](code));
+      expect(drain(conn)).toEqual([{ type: "close", code, reason: "" }]);
+      expect(decodeAll(conn.takeOutput())).toEqual([expect.objectContaining({ opcode: 8, code, masked: role === "client" })]);
+    });
+
+    it.each(INVALID)(`a ${role} fails the connection with 1002 on the received code %i`, (code) => {
+      const conn = new WebSocketConnection({ role });
+      conn.receiveData(from[role](code));
+      expect(drain(conn)).toEqual([
+        { type: "error", code: "WS_ERR_INVALID_CLOSE_CODE", closeCode: 1002, position: expect.any(Number) },
+      ]);
+      expect(decodeAll(conn.takeOutput())).toEqual([expect.objectContaining({ opcode: 8, code: 1002 })]);
+      expect(conn.shouldCloseTransport).toBe(true);
+    });
+
+    it(`a ${role} sends every valid code; sendClose throws for each invalid one and stays OPEN`, () => {
+      for (const code of INVALID) {
+        const conn = new WebSocketConnection({ role });
+        expectLocal(() => conn.sendClose(code), "WS_ERR_INVALID_CLOSE_CODE");
+        expectLocal(() => conn.sendClose(code, "with a reason"), "WS_ERR_INVALID_CLOSE_CODE");
+        expect(conn.state).toBe("OPEN");
+        expect(conn.takeOutput()).toBeNull();
+      }
+      for (const code of VALID) {
+        const conn = new WebSocketConnection({ role });
+        conn.sendClose(code, "r");
+        expect(conn.state).toBe("LOCAL_CLOSING");
+        expect(decodeAll(conn.takeOutput())).toEqual([expect.objectContaining({ opcode: 8, code, payload: toHex(concat(body(code), utf8("r"))) })]);
+      }
+    });
+  }
 });
 
 describe("failures and the end of input", () => {
