@@ -10,10 +10,12 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import type { Connection, ConnectionHandler, Listener, ListenOptions } from "../../src/core/transport";
 import { defaultTransport } from "../../src/server/default-transport";
 import { type BunConnectOptions, BunConnection, BunTransport, bunTransport, isBun } from "../../src/transports/bun";
+import type { BunRuntime } from "../../src/transports/bun/bun-api";
+import { SOCKET_EVENTS } from "../../src/transports/bun/connection";
 import { nodeTransport } from "../../src/transports/node";
 import { runTransportSuite } from "../transport-contract";
 
@@ -75,6 +77,8 @@ if (!isBun()) {
   /** Collects what a connection receives and resolves promises on its events. */
   class Probe implements ConnectionHandler {
     text = "";
+    /** Every event in order: `data:<text>` (`data:<n> bytes` when keeping chunks), `end`, `drain`, `close` or `close:error`. */
+    readonly events: string[] = [];
     received = 0;
     ended = false;
     drains = 0;
@@ -92,20 +96,29 @@ if (!isBun()) {
     }
     data(chunk: Uint8Array): void {
       this.received += chunk.byteLength;
-      if (this.#keep) this.chunks.push(chunk);
-      else this.text += decoder.decode(chunk);
+      if (this.#keep) {
+        this.chunks.push(chunk);
+        this.events.push(`data:${chunk.byteLength} bytes`);
+      } else {
+        const text = decoder.decode(chunk);
+        this.text += text;
+        this.events.push(`data:${text}`);
+      }
       this.#wake();
     }
     end(): void {
       this.ended = true;
+      this.events.push("end");
       this.#wake();
     }
     drain(): void {
       this.drains++;
+      this.events.push("drain");
       this.#wake();
     }
     close(error?: Error): void {
       this.closeError = error;
+      this.events.push(error === undefined ? "close" : "close:error");
       this.#resolveClosed(error);
       this.#wake();
     }
@@ -176,6 +189,17 @@ if (!isBun()) {
   }
 
   const tcp = (listener: Listener): BunConnectOptions => ({ host: "127.0.0.1", port: listener.address.port });
+
+  /** The prototype that Bun's TCP and Unix sockets share (accepted or made), where a spy sees the transport's calls. */
+  async function tcpSocketPrototype(): Promise<{ setNoDelay(noDelay: boolean): void }> {
+    const bun = (globalThis as unknown as { Bun: BunRuntime }).Bun;
+    const listener = bun.listen<undefined>({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const socket = await bun.connect<undefined>({ hostname: "127.0.0.1", port: listener.port!, socket: { data() {} } });
+    const prototype = Object.getPrototypeOf(socket) as { setNoDelay(noDelay: boolean): void };
+    socket.terminate();
+    listener.stop(true);
+    return prototype;
+  }
 
   describe("bun transport: runtime selection", () => {
     it("is the default transport under Bun", () => {
@@ -320,43 +344,75 @@ if (!isBun()) {
       await pair.listener.close();
     });
 
-    it("holds data, end and close that come while paused, and delivers them in order on resume", async () => {
+    it("delivers nothing while paused (data and FIN wait), then the data, end and close in order on resume", async () => {
       const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
-      const { client, server, s } = pair;
-      const events: string[] = [];
-      server.setHandler({
-        data: (chunk) => events.push(`data:${decoder.decode(chunk)}`),
-        end: () => {
-          events.push("end");
-          server.end();
-        },
-        drain() {},
-        close: (error) => events.push(error ? "close:error" : "close"),
-      });
+      const { client, server, c, s } = pair;
       client.write(encoder.encode("one"));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await s.until(() => s.text === "one");
       server.pause();
       client.write(encoder.encode("two"));
       client.end();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(events).toEqual(["data:one"]);
+      // Two round trips the other way: the server's socket has had its turns
+      // at I/O since "two" and the FIN were sent, and delivered nothing.
+      for (const expected of ["ping", "pingping"]) {
+        server.write(encoder.encode("ping"));
+        await c.until(() => c.text === expected);
+      }
+      expect(s.events).toEqual(["data:one"]);
+      expect(s.ended).toBe(false);
       server.resume();
-      await pair.c.closed;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(events.join(",").replace("data:one,data:two", "data:onetwo")).toBe("data:onetwo,end,close");
-      expect(s.received).toBe(0);
+      await s.until(() => s.ended);
+      expect(s.text).toBe("onetwo");
+      server.end();
+      expect(await c.closed).toBeUndefined();
+      expect(await s.closed).toBeUndefined();
+      // "two" may come in one piece or several, but before end, and close last.
+      const after = s.events.slice(1);
+      expect(after.slice(-2)).toEqual(["end", "close"]);
+      expect(after.slice(0, -2).every((event) => event.startsWith("data:"))).toBe(true);
       await pair.listener.close();
     });
 
-    it("turns Nagle back on per connection when asked, and off by default", async () => {
-      const nagle = new BunTransport({ noDelay: false });
-      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp, { transport: nagle });
-      pair.client.setNoDelay(true);
-      pair.server.setNoDelay(true);
-      await exchange(pair);
-      const plain = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
-      plain.client.setNoDelay(false);
-      await exchange(plain);
+    it("leaves Nagle off by default, turns it back on per transport with noDelay false, and per connection when asked", async () => {
+      // Every call of setNoDelay on a Bun TCP socket, as "<which end>:<value>".
+      const spy = vi.spyOn(await tcpSocketPrototype(), "setNoDelay");
+      const ends = new Map<unknown, string>();
+      const calls = (): string[] => spy.mock.contexts.map((socket, i) => `${ends.get((socket as { data?: unknown }).data) ?? "other"}:${spy.mock.calls[i]![0]}`);
+      try {
+        // Bun turns Nagle off on every TCP socket: by default nothing more is asked.
+        const plain = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+        ends.set(plain.client, "client").set(plain.server, "server");
+        expect(calls()).toEqual([]);
+        plain.client.setNoDelay(false);
+        plain.client.setNoDelay(false); // already so: not asked again
+        plain.server.setNoDelay(true); // already so
+        plain.client.setNoDelay(true);
+        expect(calls()).toEqual(["client:false", "client:true"]);
+        await exchange(plain);
+
+        // A transport made with noDelay false turns Nagle back on for each
+        // connection, accepted or made.
+        spy.mockClear();
+        const nagle = new BunTransport({ noDelay: false });
+        const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp, { transport: nagle });
+        ends.set(pair.client, "nagle client").set(pair.server, "nagle server");
+        expect(calls().sort()).toEqual(["nagle client:false", "nagle server:false"]);
+        pair.client.setNoDelay(true);
+        pair.server.setNoDelay(false); // already so
+        expect(calls().slice(2)).toEqual(["nagle client:true"]);
+        await exchange(pair);
+
+        // Unix sockets have no Nagle: nothing is asked of them.
+        spy.mockClear();
+        const path = socketPath();
+        const unix = await connectedPair({ path }, () => ({ path }), { transport: nagle });
+        unix.client.setNoDelay(true);
+        unix.server.setNoDelay(true);
+        expect(calls()).toEqual([]);
+        await exchange(unix);
+      } finally {
+        spy.mockRestore();
+      }
     });
 
     it("reports the peer's reset as close with ECONNRESET", async () => {
@@ -445,21 +501,41 @@ if (!isBun()) {
       await pair.listener.close();
 
       // Bytes that came before any handler was set are held, and Bun's TLS
-      // layer cannot be given them.
+      // layer cannot be given them. The listener's socket callbacks are
+      // copied from SOCKET_EVENTS when it listens: wrap `data` there to know
+      // when the bytes have reached the connection.
       let accept!: (connection: Connection) => void;
       const accepted = new Promise<Connection>((resolve) => {
         accept = resolve;
       });
-      const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+      let arrived!: () => void;
+      const bytesArrived = new Promise<void>((resolve) => {
+        arrived = resolve;
+      });
+      const socketData = SOCKET_EVENTS.data;
+      let listener: Listener;
+      SOCKET_EVENTS.data = (socket, chunk) => {
+        socketData(socket, chunk);
+        arrived();
+      };
+      try {
+        listener = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, accept);
+      } finally {
+        SOCKET_EVENTS.data = socketData;
+      }
       const early = await bunTransport.connect(tcp(listener));
       const probe = new Probe();
       early.setHandler(probe);
       const serverEnd = await accepted;
       early.write(encoder.encode("abc"));
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      await bytesArrived;
       await expect(serverEnd.startTls!({ server: { key, cert } })).rejects.toThrow(
         "Cannot start TLS: 3 bytes received are not delivered yet (no handler was set, or the connection is paused)",
       );
+      // They are still there for a handler, in the clear.
+      const late = new Probe();
+      serverEnd.setHandler(late);
+      await late.until(() => late.text === "abc");
       serverEnd.destroy();
       await probe.closed;
       await listener.close();
