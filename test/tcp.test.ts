@@ -13,6 +13,7 @@ import type { Logger } from "../src/core/log";
 import type { ConnectOptions, Connection, ConnectionHandler, Listener, ListenOptions, Transport } from "../src/core/transport";
 import { bindSockets, TCPServer } from "../src/server/tcp-server";
 import { createPipe, flushMemory, type MemoryConnection, MemoryNetworkError, MemoryTransport } from "../src/transports/memory";
+import { bunTransport, isBun } from "../src/transports/bun";
 import { NodeConnection, NodeTransport, nodeTransport } from "../src/transports/node";
 
 const fixtures = join(import.meta.dirname, "fixtures");
@@ -359,7 +360,7 @@ describe("TCPClient: Happy Eyeballs on a virtual clock", () => {
   });
 });
 
-describe("TCPServer and TCPClient over Node sockets", () => {
+describe("TCPServer and TCPClient over the runtime's default sockets", () => {
   it("echoes over TCP on 127.0.0.1 with the default transport, and binds the source address", async () => {
     const server = new TCPServer({ handleStream: echoLines });
     const { port } = await server.listen(0, "127.0.0.1");
@@ -442,60 +443,110 @@ async function nodeConnectedPair(transport: NodeTransport = nodeTransport): Prom
   return { listener, client, server: (await accepted) as NodeConnection };
 }
 
-describe("STARTTLS on Node connections", () => {
-  /** An SMTP-like exchange: STARTTLS / 220 in the clear, then a line each way over TLS. */
-  async function smtpLike(clientTls: { ca?: string; servername?: string; rejectUnauthorized?: boolean }) {
-    const serverResults: Array<{ ok: string } | { error: Error }> = [];
-    const server = new TCPServer({
-      logger: new RecordingLogger(),
-      handleStream: async (stream) => {
-        expect(text(await stream.readUntil("\r\n"))).toBe("STARTTLS\r\n");
-        await stream.write("220 go\r\n");
-        let secure: IOStream;
-        try {
-          secure = await stream.startTls({ server: { key, cert } });
-        } catch (error) {
-          serverResults.push({ error: error as Error });
-          return;
-        }
-        const line = text(await secure.readUntil("\r\n"));
-        serverResults.push({ ok: line });
-        await secure.write(`250 ${line}`);
-        secure.close();
-      },
+/**
+ * IOStream.startTls over one transport, both ends on it: an SMTP-like
+ * exchange (STARTTLS / 220 in the clear, then lines over TLS).
+ */
+function ioStreamStartTlsSuite(name: string, transport: Transport): void {
+  describe(`IOStream.startTls over the ${name} transport`, () => {
+    type ServerResult = { ok: string; encrypted: boolean } | { error: Error; closed: boolean };
+
+    /** A TCPServer that answers STARTTLS, upgrades and echoes one line; a client that got the 220. */
+    async function smtpLike(clientTls: { ca?: string; servername?: string; rejectUnauthorized?: boolean }) {
+      let serverDone!: (result: ServerResult) => void;
+      const serverResult = new Promise<ServerResult>((resolve) => (serverDone = resolve));
+      const server = new TCPServer({
+        transport,
+        logger: new RecordingLogger(),
+        handleStream: async (stream) => {
+          expect(text(await stream.readUntil("\r\n"))).toBe("STARTTLS\r\n");
+          await stream.write("220 go\r\n");
+          let secure: IOStream;
+          try {
+            secure = await stream.startTls({ server: { key, cert } });
+          } catch (error) {
+            serverDone({ error: error as Error, closed: stream.closed });
+            return;
+          }
+          const line = text(await secure.readUntil("\r\n"));
+          serverDone({ ok: line, encrypted: secure.connection.encrypted });
+          await secure.write(`250 ${line}`);
+          secure.close();
+        },
+      });
+      const { port } = await server.listen(0, "127.0.0.1");
+      const plain = await new TCPClient({ transport }).connect("127.0.0.1", port);
+      expect(plain.connection.constructor.name).toBe(name === "Bun" ? "BunConnection" : "NodeConnection");
+      await plain.write("STARTTLS\r\n");
+      expect(text(await plain.readUntil("\r\n"))).toBe("220 go\r\n");
+      return { server, plain, serverResult, upgrade: () => plain.startTls({ client: clientTls }) };
+    }
+
+    it("upgrades both sides of a plain connection, and data round trips over TLS", async () => {
+      const { server, plain, serverResult, upgrade } = await smtpLike({ ca: cert, servername: "localhost" });
+      expect(plain.connection.encrypted).toBe(false);
+      const secure = await upgrade();
+      expect(plain.closed).toBe(true);
+      await expect(plain.write("clear\r\n")).rejects.toThrow(StreamClosedError);
+      expect(secure.connection.encrypted).toBe(true);
+      expect(secure.connection.remoteAddress).toMatchObject({ address: "127.0.0.1" });
+      await secure.write("HELO secure\r\n");
+      expect(text(await secure.readUntilClose())).toBe("250 HELO secure\r\n");
+      expect(await serverResult).toEqual({ ok: "HELO secure\r\n", encrypted: true });
+      await server.close();
     });
-    const { port } = await server.listen(0, "127.0.0.1");
-    const plain = await new TCPClient().connect("127.0.0.1", port);
-    await plain.write("STARTTLS\r\n");
-    expect(text(await plain.readUntil("\r\n"))).toBe("220 go\r\n");
-    return { server, plain, serverResults, upgrade: () => plain.startTls({ client: clientTls }) };
-  }
 
-  it("upgrades both sides of a plain connection, and data round trips over TLS", async () => {
-    const { server, plain, serverResults, upgrade } = await smtpLike({ ca: cert, servername: "localhost" });
-    const secure = await upgrade();
-    expect(plain.closed).toBe(true);
-    expect(secure.connection.encrypted).toBe(true);
-    await secure.write("HELO secure\r\n");
-    expect(text(await secure.readUntilClose())).toBe("250 HELO secure\r\n");
-    expect(serverResults).toEqual([{ ok: "HELO secure\r\n" }]);
-    await server.close();
+    it("rejects an untrusted certificate on both sides, and accepts it with rejectUnauthorized false", async () => {
+      const untrusted = await smtpLike({});
+      const error = await untrusted.upgrade().catch((e: unknown) => e);
+      expect((error as { code?: string }).code).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY/);
+      expect(untrusted.plain.closed).toBe(true);
+      expect(untrusted.plain.error).toBe(error);
+      // The server's handshake fails too (the client gave up), and its stream is closed.
+      const serverSide = await untrusted.serverResult;
+      expect("error" in serverSide && serverSide.error).toBeInstanceOf(Error);
+      expect("error" in serverSide && serverSide.closed).toBe(true);
+      await untrusted.server.close();
+
+      const insecure = await smtpLike({ rejectUnauthorized: false });
+      const secure = await insecure.upgrade();
+      await secure.write("HELO anyway\r\n");
+      expect(text(await secure.readUntilClose())).toBe("250 HELO anyway\r\n");
+      expect(await insecure.serverResult).toEqual({ ok: "HELO anyway\r\n", encrypted: true });
+      await insecure.server.close();
+    });
+
+    it("refuses while bytes received are not read, and the plain stream goes on", async () => {
+      // Two lines in one small write, which arrives as one chunk: the second waits in the stream's buffer.
+      const server = new TCPServer({
+        transport,
+        handleStream: async (stream) => {
+          await stream.write("one\ntwo\n");
+          await echoLines(stream);
+        },
+      });
+      const { port } = await server.listen(0, "127.0.0.1");
+      const stream = await new TCPClient({ transport }).connect("127.0.0.1", port);
+      expect(text(await stream.readUntil("\n"))).toBe("one\n");
+      await expect(stream.startTls({ client: { ca: cert, servername: "localhost" } })).rejects.toThrow(
+        "Cannot start TLS: the stream is not idle (4 bytes were received and not read)",
+      );
+      expect(stream.closed).toBe(false);
+      expect(text(await stream.readUntil("\n"))).toBe("two\n");
+      await stream.write("three\n");
+      expect(text(await stream.readUntil("\n"))).toBe("three\n");
+      stream.close();
+      await server.close();
+    });
   });
+}
 
-  it("rejects an untrusted certificate, and accepts it with rejectUnauthorized false", async () => {
-    const untrusted = await smtpLike({});
-    const error = await untrusted.upgrade().catch((e: unknown) => e);
-    expect((error as { code?: string }).code).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY/);
-    expect(untrusted.plain.closed).toBe(true);
-    await untrusted.server.close();
+ioStreamStartTlsSuite("Node", nodeTransport);
+// The Bun transport exists only under Bun; under Node its suite is not run
+// (test/transports/bun.test.ts checks that it fails there with a clear error).
+if (isBun()) ioStreamStartTlsSuite("Bun", bunTransport);
 
-    const insecure = await smtpLike({ rejectUnauthorized: false });
-    const secure = await insecure.upgrade();
-    await secure.write("HELO anyway\r\n");
-    expect(text(await secure.readUntilClose())).toBe("250 HELO anyway\r\n");
-    await insecure.server.close();
-  });
-
+describe("STARTTLS on Node connections", () => {
   it("flushes what was written in the clear first, and hands bytes that arrived early to TLS", async () => {
     // On the stream, so that the early bytes wait in the socket's buffer where the test can see them.
     const { listener, client, server } = await nodeConnectedPair(new NodeTransport({ directIo: false }));
