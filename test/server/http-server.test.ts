@@ -3,7 +3,8 @@ import { VirtualClock } from "../../src/core/clock";
 import { silentLogger } from "../../src/core/log";
 import { HTTPServer, type HTTPMessageDelegate, type HTTPServerRequest } from "../../src/server";
 import { TestClient } from "../../src/testing";
-import { createPipe } from "../../src/transports/memory";
+import type { Connection } from "../../src/core/transport";
+import { createPipe, MemoryTransport } from "../../src/transports/memory";
 import { connect, flushMemory, statusLines } from "./helpers";
 
 const quiet = { logger: silentLogger };
@@ -16,6 +17,25 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; r
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/** Records what a client end receives; closes when the server closes, as real clients do. */
+function record(conn: Connection): { send(text: string): void; text(): string; closed: boolean } {
+  const chunks: Uint8Array[] = [];
+  const client = {
+    closed: false,
+    send: (text: string) => void conn.write(new TextEncoder().encode(text)),
+    text: () => Buffer.concat(chunks).toString("latin1"),
+  };
+  conn.setHandler({
+    data: (chunk) => chunks.push(chunk),
+    end: () => conn.end(),
+    drain() {},
+    close: () => {
+      client.closed = true;
+    },
+  });
+  return client;
 }
 
 describe("HTTPServer over memory pipes", () => {
@@ -189,6 +209,63 @@ describe("Expect: 100-continue", () => {
   });
 });
 
+describe("Expect: 100-continue answered with 417 by the application", () => {
+  // The server sends 100 when the application has seen the head and did not
+  // answer; a streaming delegate that answers from headersReceived (417 here)
+  // sends no 100. A whole-request callback runs after the body, so it cannot.
+  const rejecting = (seen: string[]) =>
+    new HTTPServer(
+      {
+        startRequest: (request): HTTPMessageDelegate => ({
+          headersReceived: () => {
+            seen.push(`head ${request.path}`);
+            if (request.path === "/refuse") {
+              return request.connection.respond(417, { "Content-Type": "text/plain" }, "no uploads here\n");
+            }
+          },
+          dataReceived: (chunk) => {
+            seen.push(`data ${chunk.byteLength}`);
+          },
+          finish: () => {
+            seen.push(`finish ${request.path}`);
+            return request.connection.respond(200, {}, "stored");
+          },
+        }),
+      },
+      quiet,
+    );
+
+  it("sends 417 instead of 100, reads none of the body and closes", async () => {
+    const seen: string[] = [];
+    const raw = connect(rejecting(seen));
+    raw.send("PUT /refuse HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    await flushMemory();
+    expect(raw.text()).not.toContain("100 Continue");
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 417 Expectation Failed"]);
+    expect(raw.text()).toContain("Connection: close\r\n");
+    expect(raw.text().endsWith("\r\n\r\nno uploads here\n")).toBe(true);
+    expect(raw.ended).toBe(true);
+    // A client that sends the body anyway (after its own timeout) is not read as a request.
+    raw.send("hello");
+    await flushMemory();
+    expect(seen).toEqual(["head /refuse"]);
+    expect(statusLines(raw.text())).toHaveLength(1);
+  });
+
+  it("the same delegate sends 100 and reads the body when it does not answer from the head", async () => {
+    const seen: string[] = [];
+    const raw = connect(rejecting(seen));
+    raw.send("PUT /accept HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    await flushMemory();
+    expect(raw.text()).toBe("HTTP/1.1 100 Continue\r\n\r\n");
+    raw.send("hello");
+    await flushMemory();
+    expect(statusLines(raw.text())).toEqual(["HTTP/1.1 100 Continue", "HTTP/1.1 200 OK"]);
+    expect(seen).toEqual(["head /accept", "data 5", "finish /accept"]);
+    expect(raw.ended).toBe(false);
+  });
+});
+
 describe("timeouts on a virtual clock", () => {
   it("closes a keep-alive connection after the idle timeout, and not before", async () => {
     const clock = new VirtualClock();
@@ -293,6 +370,38 @@ describe("limits and backpressure", () => {
     expect(statusLines(b.text())).toHaveLength(1);
   });
 
+  it("runs at most maxRequestsInFlight handlers at once; the rest start as answers go out, all in order", async () => {
+    const gates = Array.from({ length: 5 }, () => deferred());
+    const started: string[] = [];
+    const server = new HTTPServer(async (req) => {
+      started.push(req.path);
+      await gates[Number(req.path.slice(1))]!.promise;
+      await req.connection.respond(200, {}, `answer${req.path}`);
+    }, { ...quiet, maxRequestsInFlight: 2 });
+    const raw = connect(server);
+    raw.send([0, 1, 2, 3, 4].map((i) => `GET /${i} HTTP/1.1\r\nHost: a\r\n\r\n`).join(""));
+    await flushMemory();
+    expect(started).toEqual(["/0", "/1"]);
+    // /1 answered first: it waits behind /0, and still counts as in flight.
+    gates[1]!.resolve();
+    await flushMemory();
+    expect(started).toEqual(["/0", "/1"]);
+    expect(raw.text()).toBe("");
+    gates[0]!.resolve();
+    await flushMemory();
+    expect(statusLines(raw.text())).toHaveLength(2);
+    expect(started).toEqual(["/0", "/1", "/2", "/3"]);
+    gates[2]!.resolve();
+    await flushMemory();
+    expect(started).toEqual(["/0", "/1", "/2", "/3", "/4"]);
+    gates[3]!.resolve();
+    gates[4]!.resolve();
+    await flushMemory();
+    expect(statusLines(raw.text())).toEqual(new Array(5).fill("HTTP/1.1 200 OK"));
+    expect(raw.text().match(/answer\/\d/g)).toEqual(["answer/0", "answer/1", "answer/2", "answer/3", "answer/4"]);
+    expect(raw.ended).toBe(false);
+  });
+
   it("a write promise waits for a slow reader, and reading pauses meanwhile", async () => {
     const body = new Uint8Array(64 * 1024);
     const log: string[] = [];
@@ -387,6 +496,51 @@ describe("graceful shutdown", () => {
     expect(server.connectionCount).toBe(0);
   });
 
+  it("stops accepting as soon as close begins: new connections are refused or closed unserved, the request in flight completes", async () => {
+    const transport = new MemoryTransport();
+    const gate = deferred();
+    const served: string[] = [];
+    const server = new HTTPServer(async (req) => {
+      served.push(req.path);
+      if (req.path === "/slow") await gate.promise;
+      await req.connection.respond(200, {}, `done ${req.path}`);
+    }, { ...quiet, transport });
+    const { port } = await server.listen(0);
+    const busy = record(await transport.connect({ port }));
+    busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(served).toEqual(["/slow"]);
+    let resolved = false;
+    const closing = server.close().then(() => {
+      resolved = true;
+    });
+    await flushMemory();
+    // The listener is gone: a new connection is refused.
+    expect(transport.listening).toEqual([]);
+    await expect(transport.connect({ port })).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    await expect(server.listen(0)).rejects.toThrow("Cannot listen: the server is closing");
+    // A connection accepted elsewhere and handed over is closed without an answer.
+    const late = connect(server);
+    late.send("GET /late HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(late.closed).toBe(true);
+    expect(late.text()).toBe("");
+    // A request pipelined behind the one in flight is not started either.
+    busy.send("GET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+    await flushMemory();
+    expect(served).toEqual(["/slow"]);
+    expect(busy.text()).toBe("");
+    expect(resolved).toBe(false);
+    gate.resolve();
+    await closing;
+    expect(statusLines(busy.text())).toEqual(["HTTP/1.1 200 OK"]);
+    expect(busy.text()).toContain("Connection: close\r\n");
+    expect(busy.text().endsWith("done /slow")).toBe(true);
+    expect(busy.closed).toBe(true);
+    expect(served).toEqual(["/slow"]);
+    expect(server.connectionCount).toBe(0);
+  });
+
   it("destroys what is still open when the close timeout expires", async () => {
     const clock = new VirtualClock();
     const server = new HTTPServer(() => new Promise<void>(() => {}), { ...quiet, clock });
@@ -404,22 +558,55 @@ describe("graceful shutdown", () => {
 });
 
 describe("xheaders", () => {
-  it("trusts X-Real-Ip, X-Forwarded-For and X-Forwarded-Proto only when enabled", async () => {
-    const seen: Array<[string, string]> = [];
-    const handler = (req: HTTPServerRequest) => {
-      seen.push([req.remoteIp, req.protocol]);
+  /**
+   * Sends one request from the memory network's address `peer` (optionally
+   * over simulated TLS) and returns what the server saw as the client's IP
+   * and protocol.
+   */
+  async function seenFrom(options: { xheaders?: boolean; trustedDownstream?: string[] }, headers: Record<string, string>, peer = "10.9.8.7", tls = false) {
+    const seen: Array<{ remoteIp: string; protocol: string }> = [];
+    const transport = new MemoryTransport();
+    const server = new HTTPServer((req) => {
+      seen.push({ remoteIp: req.remoteIp, protocol: req.protocol });
       return req.connection.respond(204);
-    };
-    const headers = { "X-Forwarded-For": "1.2.3.4, 10.0.0.1", "X-Forwarded-Proto": "https" };
-    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true, trustedDownstream: ["10.0.0.1"] })).fetch("/", { headers });
-    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true })).fetch("/", { headers: { "X-Real-Ip": "5.6.7.8" } });
-    await new TestClient(new HTTPServer(handler, quiet)).fetch("/", { headers });
-    await new TestClient(new HTTPServer(handler, { ...quiet, xheaders: true })).fetch("/", { headers: { "X-Real-Ip": "not an ip" } });
-    expect(seen[0]).toEqual(["1.2.3.4", "https"]);
-    expect(seen[1]).toEqual(["5.6.7.8", "http"]);
-    expect(seen[2]![1]).toBe("http");
-    expect(seen[2]![0]).not.toBe("1.2.3.4");
-    expect(seen[3]![0]).not.toBe("not an ip");
+    }, { ...quiet, ...options, transport });
+    // The memory transport simulates TLS: the key and certificate are not read.
+    const { port } = await server.listen(tls ? { port: 0, tls: { key: "unused", cert: "unused" } } : 0);
+    const client = record(await transport.connect({ port, localAddress: peer, tls }));
+    client.send(`GET / HTTP/1.1\r\nHost: a\r\n${Object.entries(headers).map(([n, v]) => `${n}: ${v}\r\n`).join("")}\r\n`);
+    await flushMemory();
+    expect(statusLines(client.text())).toEqual(["HTTP/1.1 204 No Content"]);
+    await server.close({ timeout: 1000 });
+    expect(seen).toHaveLength(1);
+    return seen[0]!;
+  }
+
+  const forwarded = { "X-Forwarded-For": "1.2.3.4, 10.0.0.1", "X-Real-Ip": "5.6.7.8", "X-Forwarded-Proto": "https", "X-Scheme": "https" };
+
+  it("when disabled, the request has the real peer's IP and the connection's protocol, whatever the headers say", async () => {
+    expect(await seenFrom({}, forwarded, "10.9.8.7")).toEqual({ remoteIp: "10.9.8.7", protocol: "http" });
+    expect(await seenFrom({}, { ...forwarded, "X-Forwarded-Proto": "http", "X-Scheme": "http" }, "192.0.2.1", true)).toEqual({ remoteIp: "192.0.2.1", protocol: "https" });
+  });
+
+  it("X-Forwarded-For skips trusted proxies from the right; X-Real-Ip wins over it; a bad value keeps the peer's IP", async () => {
+    const xff = { "X-Forwarded-For": "1.2.3.4, 10.0.0.1" };
+    expect(await seenFrom({ xheaders: true, trustedDownstream: ["10.0.0.1"] }, xff)).toEqual({ remoteIp: "1.2.3.4", protocol: "http" });
+    expect(await seenFrom({ xheaders: true }, xff)).toEqual({ remoteIp: "10.0.0.1", protocol: "http" });
+    expect(await seenFrom({ xheaders: true }, { ...xff, "X-Real-Ip": "5.6.7.8" })).toEqual({ remoteIp: "5.6.7.8", protocol: "http" });
+    expect(await seenFrom({ xheaders: true }, { "X-Real-Ip": "2001:db8::1" })).toEqual({ remoteIp: "2001:db8::1", protocol: "http" });
+    expect(await seenFrom({ xheaders: true }, { "X-Real-Ip": "not an ip" }, "10.9.8.7")).toEqual({ remoteIp: "10.9.8.7", protocol: "http" });
+    expect(await seenFrom({ xheaders: true }, {}, "10.9.8.7")).toEqual({ remoteIp: "10.9.8.7", protocol: "http" });
+  });
+
+  it("X-Forwarded-Proto and X-Scheme set the protocol (X-Scheme first, the last hop of a list); other values are ignored", async () => {
+    expect(await seenFrom({ xheaders: true }, { "X-Forwarded-Proto": "https" })).toEqual({ remoteIp: "10.9.8.7", protocol: "https" });
+    expect(await seenFrom({ xheaders: true }, { "X-Scheme": "HTTPS" })).toEqual({ remoteIp: "10.9.8.7", protocol: "https" });
+    expect((await seenFrom({ xheaders: true }, { "X-Scheme": "http", "X-Forwarded-Proto": "https" })).protocol).toBe("http");
+    expect((await seenFrom({ xheaders: true }, { "X-Forwarded-Proto": "http, https" })).protocol).toBe("https");
+    expect((await seenFrom({ xheaders: true }, { "X-Forwarded-Proto": "https, http" })).protocol).toBe("http");
+    expect((await seenFrom({ xheaders: true }, { "X-Forwarded-Proto": "ftp" })).protocol).toBe("http");
+    // Behind a proxy on TLS that says the client spoke plain HTTP.
+    expect((await seenFrom({ xheaders: true }, { "X-Scheme": "http" }, "10.9.8.7", true)).protocol).toBe("http");
   });
 });
 
