@@ -1,5 +1,9 @@
 import { Buffer } from "node:buffer";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { makeApp } from "../../examples/app";
 import { RecordingLogger, serveApp } from "./helpers";
@@ -55,5 +59,50 @@ describe("the demo application", () => {
     const s = t();
     expect((await s.fetch("GET", "/echo")).status).toBe(405);
     expect((await s.fetch("GET", "/nowhere")).status).toBe(404);
+  });
+});
+
+describe("npm start", () => {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+
+  it("serves the demo on PORT and HOST: GET / says Hello, world, POST /echo echoes; SIGTERM closes it", async () => {
+    // What `npm start` runs, taken from package.json, with the package's own
+    // tsx. (Under `bun --bun`, `node` on the PATH is Bun.)
+    const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8")) as { scripts: Record<string, string> };
+    const [bin, ...args] = pkg.scripts.start!.split(" ");
+    expect(bin).toBe("tsx");
+    const child = spawn("node", [`${root}node_modules/tsx/dist/cli.mjs`, ...args], {
+      cwd: root,
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DEBUG: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: string[] = [];
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      // The demo says where it listens once it does: wait for that line (or its early death).
+      const url = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on("line", (line) => {
+          lines.push(line);
+          const m = /^typhoon demo listening on (http:\/\/127\.0\.0\.1:(\d+)\/)$/.exec(line);
+          if (m !== null && Number(m[2]) > 0) resolve(m[1]!);
+        });
+        void exited.then((code) => reject(new Error(`The demo exited with ${code} before listening: ${stderr}`)));
+      });
+      const hello = await fetch(url);
+      expect(hello.status).toBe(200);
+      expect(await hello.text()).toBe("Hello, world");
+      const body = randomBytes(200_000);
+      const echo = await fetch(`${url}echo`, { method: "POST", body, headers: { "Content-Type": "application/x-demo" } });
+      expect(echo.status).toBe(200);
+      expect(echo.headers.get("content-type")).toBe("application/x-demo");
+      expect(Buffer.from(await echo.arrayBuffer()).equals(body)).toBe(true);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(lines).toContain("SIGTERM: closing");
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
   });
 });
