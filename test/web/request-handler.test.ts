@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createPipe } from "../../src/transports/memory";
+import { createPipe, flushMemory } from "../../src/transports/memory";
 import {
   ErrorHandler,
   Finish,
@@ -62,7 +62,7 @@ describe("lifecycle", () => {
     }
     const t = serve([["/", H]]);
     const pending = t.fetch("POST", "/", { body: "x" });
-    await new Promise((r) => setImmediate(r));
+    await flushMemory();
     expect(calls).toEqual([]);
     gate.resolve();
     const res = await pending;
@@ -86,14 +86,30 @@ describe("lifecycle", () => {
   });
 
   it("does not finish by itself when autoFinish is off", async () => {
+    const returned = deferred();
+    const gate = deferred();
+    let handler: RequestHandler | null = null;
     class H extends RequestHandler {
       get() {
         this.autoFinish = false;
         this.write("later");
-        setTimeout(() => this.finish("!"), 1);
+        handler = this;
+        // Finishes when the test says so, long after get() returned.
+        void gate.promise.then(() => this.finish("!"));
+        returned.resolve();
       }
     }
-    const res = await serve([["/", H]]).fetch("GET", "/");
+    let answered = false;
+    const pending = serve([["/", H]]).fetch("GET", "/").then((res) => {
+      answered = true;
+      return res;
+    });
+    await returned.promise;
+    await flushMemory();
+    expect(handler!.finished).toBe(false);
+    expect(answered).toBe(false);
+    gate.resolve();
+    const res = await pending;
     expect(res.text).toBe("later!");
   });
 
@@ -121,10 +137,83 @@ describe("lifecycle", () => {
     await started.promise;
     client.destroy();
     await closed.promise;
-    await new Promise((r) => setImmediate(r));
+    await flushMemory();
     // finish() after the client left: no error, and onFinish still runs.
     expect(finishedCalled).toBe(true);
     expect(t.logger.messages("error")).toEqual([]);
+  });
+});
+
+describe("method dispatch", () => {
+  it("calls put, patch, delete and options (and get, post, head) with the path arguments and the body", async () => {
+    const calls: string[] = [];
+    class Item extends RequestHandler {
+      #record(name: string, id: string | undefined) {
+        const body = Buffer.from(this.request.body).toString("latin1");
+        calls.push(`${name} ${id} ${body}`);
+        this.setHeader("X-Method", name);
+        this.write(`${name}:${id}:${body}`);
+      }
+      get(id: string) {
+        this.#record("get", id);
+      }
+      head(id: string) {
+        this.#record("head", id);
+      }
+      post(id: string) {
+        this.#record("post", id);
+      }
+      put(id: string) {
+        this.#record("put", id);
+      }
+      async patch(id: string) {
+        await Promise.resolve();
+        this.#record("patch", id);
+      }
+      delete(id: string) {
+        this.#record("delete", id);
+      }
+      options(id: string) {
+        this.setHeader("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+        this.setStatus(204);
+        calls.push(`options ${id} ${Buffer.from(this.request.body).toString("latin1")}`);
+      }
+    }
+    const t = serve([["/items/(\\w+)", Item]]);
+    const put = await t.fetch("PUT", "/items/a", { body: "new a" });
+    expect([put.status, put.headers.get("X-Method"), put.text]).toEqual([200, "put", "put:a:new a"]);
+    const patch = await t.fetch("PATCH", "/items/b", { body: "part of b" });
+    expect([patch.status, patch.headers.get("X-Method"), patch.text]).toEqual([200, "patch", "patch:b:part of b"]);
+    const del = await t.fetch("DELETE", "/items/c");
+    expect([del.status, del.headers.get("X-Method"), del.text]).toEqual([200, "delete", "delete:c:"]);
+    const delWithBody = await t.fetch("DELETE", "/items/d", { body: "why" });
+    expect(delWithBody.text).toBe("delete:d:why");
+    const options = await t.fetch("OPTIONS", "/items/e");
+    expect([options.status, options.headers.get("Allow"), options.text]).toEqual([204, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", ""]);
+    const get = await t.fetch("GET", "/items/f");
+    expect(get.text).toBe("get:f:");
+    const post = await t.fetch("POST", "/items/g", { body: "posted" });
+    expect(post.text).toBe("post:g:posted");
+    const head = await t.fetch("HEAD", "/items/h");
+    expect([head.status, head.headers.get("X-Method"), head.headers.get("Content-Length"), head.text]).toEqual([200, "head", "7", ""]);
+    expect(calls).toEqual(["put a new a", "patch b part of b", "delete c ", "delete d why", "options e ", "get f ", "post g posted", "head h "]);
+  });
+
+  it("answers 405 for put, patch, delete and options that the handler lacks, naming the ones it has", async () => {
+    class ReadOnly extends RequestHandler {
+      get() {
+        this.write("read");
+      }
+      options() {
+        this.setStatus(204);
+      }
+    }
+    const t = serve([["/", ReadOnly]]);
+    for (const method of ["PUT", "PATCH", "DELETE"]) {
+      const res = await t.fetch(method, "/", { body: "x" });
+      expect([method, res.status, res.headers.get("Allow")]).toEqual([method, 405, "GET, OPTIONS"]);
+    }
+    expect((await t.fetch("OPTIONS", "/")).status).toBe(204);
   });
 });
 
@@ -874,15 +963,31 @@ describe("settings and helpers", () => {
   });
 
   it("answers requests pipelined on one connection in order, async or not", async () => {
+    // /sync answers at once; the others wait for their gates, opened in reverse order.
+    const gates = new Map([["slow", deferred()], ["slower", deferred()]]);
+    const started: string[] = [];
+    const finished: string[] = [];
     class H extends RequestHandler {
-      async get(ms: string) {
-        await new Promise((r) => setTimeout(r, Number(ms)));
-        this.write(ms);
+      async get(name: string) {
+        started.push(name);
+        const gate = gates.get(name);
+        if (gate !== undefined) await gate.promise;
+        this.write(name);
+        finished.push(name);
       }
     }
-    const t = serve([["/(\\d+)", H]]);
-    const responses = await t.pipeline([["GET", "/5"], ["GET", "/0"], ["GET", "/2"]]);
-    expect(responses.map((r) => r.text)).toEqual(["5", "0", "2"]);
+    const t = serve([["/(\\w+)", H]]);
+    const pending = t.pipeline([["GET", "/slower"], ["GET", "/sync"], ["GET", "/slow"]]);
+    await flushMemory();
+    expect(started).toEqual(["slower", "sync", "slow"]);
+    expect(finished).toEqual(["sync"]);
+    gates.get("slow")!.resolve();
+    await flushMemory();
+    expect(finished).toEqual(["sync", "slow"]);
+    gates.get("slower")!.resolve();
+    const responses = await pending;
+    expect(finished).toEqual(["sync", "slow", "slower"]);
+    expect(responses.map((r) => r.text)).toEqual(["slower", "sync", "slow"]);
   });
 
   it("parses a whole request sent byte by byte", async () => {
