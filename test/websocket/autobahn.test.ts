@@ -17,7 +17,7 @@ import {
   ZlibDeflateCodec,
   type PerMessageDeflateParams,
 } from "../../src/protocols/websocket";
-import { byteByByte, cf, concat, decodeAll, drain, f, hex, run, runThreeWays, splitAt, toHex, utf8, type Plain } from "./helpers";
+import { byteByByte, cf, concat, decodeAll, drain, f, hex, run, runThreeWays, sf, splitAt, toClientStream, toHex, utf8, type Plain } from "./helpers";
 
 const TEXT = 0x81;
 const BINARY = 0x82;
@@ -92,6 +92,12 @@ describe("Autobahn 1: framing", () => {
   it("accepts non-minimal lengths (Autobahn does too): 'Hello' with a 16- and a 64-bit length", () => {
     const r = runThreeWays([f("81 fe 0005 37fa213d", "Hello"), f("81 ff 0000000000000005 37fa213d", "Hello")]);
     expect(r.events).toEqual([{ type: "text", data: "Hello" }, { type: "text", data: "Hello" }]);
+  });
+
+  it("the client-role mirror of a vector: RFC 6455 §5.7's masked 'Hello' becomes its unmasked 'Hello'", () => {
+    const mirror = toClientStream([hex("81 85 37 fa 21 3d 7f 9f"), hex("4d 51 58"), hex("81 05 48 65")]);
+    expect(mirror.pieces.map(toHex)).toEqual(["8105 4865", "6c6c6f", "8185 37fa213d 7f9f"].map((h) => h.replace(/ /g, "")));
+    expect([0, 2, 4, 6, 8, 11, 13].map(mirror.position)).toEqual([0, 2, 2, 2, 4, 7, 13]);
   });
 
   it("RFC 6455 §5.7: the masked 'Hello' byte for byte", () => {
@@ -532,7 +538,7 @@ describe("Autobahn 7: close handling", () => {
     expect(r.out).toEqual([expect.objectContaining({ opcode: 8, code: 1007 })]);
   });
 
-  it.each([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999])(
+  it.each([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999])(
     "7.7.x: valid close code %i is echoed",
     (code) => {
       const r = runThreeWays([cf(CLOSE, closeBody(code))]);
@@ -706,22 +712,25 @@ describe("Autobahn 12: permessage-deflate with the default offer", () => {
     echoThrough(pair, [...SIZES, ...SIZES]);
   });
 
-  it("12.x.11-18: compressed messages split into frames of 256 B to 32 KiB (RSV1 on the first only)", () => {
+  it.each(["server", "client"] as const)("12.x.11-18: compressed messages split into frames of 256 B to 32 KiB (RSV1 on the first only), to a %s", (role) => {
+    const peer = role === "server" ? "client" : "server";
+    const frameOf = role === "server" ? cf : sf;
     for (const fragment of [256, 1024, 4096, 32768]) {
       const params = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
-      const clientCodec = new ZlibDeflateCodec(params, "client");
-      const server = new WebSocketConnection({ role: "server", perMessageDeflate: { codec: new ZlibDeflateCodec(params, "server") } });
+      const peerCodec = new ZlibDeflateCodec(params, peer);
+      const conn = new WebSocketConnection({ role, perMessageDeflate: { codec: new ZlibDeflateCodec(params, role) } });
       for (let m = 0; m < 3; m++) {
         const msg = testData(65536, m);
-        const compressed = clientCodec.compress(utf8(msg));
+        const compressed = peerCodec.compress(utf8(msg));
         const frames: Uint8Array[] = [];
         for (let i = 0; i < compressed.length || i === 0; i += fragment) {
           const first = i === 0;
           const last = i + fragment >= compressed.length;
-          frames.push(cf((last ? 0x80 : 0) | (first ? 0x40 | 0x01 : 0x00), compressed.subarray(i, i + fragment)));
+          frames.push(frameOf((last ? 0x80 : 0) | (first ? 0x40 | 0x01 : 0x00), compressed.subarray(i, i + fragment)));
         }
-        server.receiveData(concat(...frames));
-        expect(drain(server)).toEqual([{ type: "text", data: msg }]);
+        expect(frames.length).toBeGreaterThan(fragment === 32768 ? 0 : 1);
+        conn.receiveData(concat(...frames));
+        expect(drain(conn)).toEqual([{ type: "text", data: msg }]);
       }
     }
   });

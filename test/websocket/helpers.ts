@@ -168,13 +168,32 @@ export function decodeAll(bytes: Uint8Array | null): OutFrame[] {
  * Feeds `pieces` to a fresh connection, draining events after each piece
  * (as a driver does per read), with an echo application; returns the events
  * and the output frames.
+ *
+ * The vectors are written as a client sends them, for a server. Unless
+ * `options` name a role or a codec, the same vector is also played to a
+ * client as a server would send it ({@link toClientStream}: every frame
+ * unmasked, the cuts kept), and the client must see the same events (with
+ * stream positions moved by the mask keys that are gone, and the mask
+ * errors swapped) and write the same frames, masked. The server's result
+ * is returned.
  */
 export function run(
   pieces: readonly Uint8Array[],
   options: Partial<WebSocketConnectionOptions> = {},
   app: "echo" | "none" = "echo",
 ): RunResult {
-  const conn = new WebSocketConnection({ role: "server", ...options });
+  const result = runRole(pieces, { role: "server", ...options }, app);
+  if (options.role === undefined && options.perMessageDeflate == null) {
+    const mirror = toClientStream(pieces);
+    const client = runRole(mirror.pieces, { ...options, role: "client" }, app);
+    expect(client.events, "the same vector played to a client").toEqual(mirrorEvents(result.events, mirror.position));
+    expect(client.out, "what the client wrote").toEqual(result.out.map((o) => ({ ...o, masked: true })));
+  }
+  return result;
+}
+
+function runRole(pieces: readonly Uint8Array[], options: WebSocketConnectionOptions, app: "echo" | "none"): RunResult {
+  const conn = new WebSocketConnection(options);
   const onEvent = app === "echo" ? echo(conn) : undefined;
   const events: Plain[] = [];
   const outBytes: Uint8Array[] = [];
@@ -185,6 +204,91 @@ export function run(
     if (o !== null) outBytes.push(Uint8Array.from(o));
   }
   return { events, out: decodeAll(concat(...outBytes)), conn };
+}
+
+/** The key that {@link toClientStream} gives to a frame that a client sent unmasked (a vector of a masking error). */
+const MIRROR_KEY = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
+
+/**
+ * A client-to-server vector turned into the server-to-client one: each
+ * frame's mask bit flipped, its key removed and its payload unmasked (a
+ * frame sent unmasked gets masked with 37 fa 21 3d instead, so that a
+ * masking error stays one). The pieces are cut at the same places;
+ * `position` maps an offset of the original stream to the new one (an
+ * offset inside a removed key maps to where the key was).
+ *
+ * @example
+ * ```ts
+ * toClientStream([f("81 85 37fa213d", "Hello")]).pieces // [81 05 48 65 6c 6c 6f]
+ * ```
+ */
+export function toClientStream(pieces: readonly Uint8Array[]): { pieces: Uint8Array[]; position(offset: number): number } {
+  const all = concat(...pieces);
+  const out: Uint8Array[] = [];
+  // Breakpoints [offset in `all`, offset in the output]: linear between them,
+  // clamped to the next one (a removed key), the later of two at one offset winning (an added key).
+  const points: Array<[number, number]> = [[0, 0]];
+  let i = 0;
+  let c = 0;
+  const push = (bytes: Uint8Array) => {
+    out.push(bytes);
+    c += bytes.length;
+  };
+  while (i < all.length) {
+    if (all.length - i < 2) {
+      push(all.slice(i));
+      break;
+    }
+    const len7 = all[i + 1]! & 0x7f;
+    const masked = (all[i + 1]! & 0x80) !== 0;
+    const headEnd = i + 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0);
+    const head = all.slice(i, Math.min(headEnd, all.length));
+    head[1]! ^= 0x80;
+    push(head);
+    if (headEnd > all.length) break;
+    const view = Buffer.from(all.buffer, all.byteOffset, all.byteLength);
+    const length = len7 === 126 ? view.readUInt16BE(i + 2) : len7 === 127 ? view.readUInt32BE(i + 2) * 2 ** 32 + view.readUInt32BE(i + 6) : len7;
+    i = headEnd;
+    let key: Uint8Array;
+    if (masked) {
+      const keyEnd = Math.min(i + 4, all.length);
+      points.push([i, c], [keyEnd, c]);
+      key = all.subarray(i, keyEnd);
+      i = keyEnd;
+      if (key.length < 4) break;
+    } else {
+      key = MIRROR_KEY;
+      push(key);
+      points.push([i, c]);
+    }
+    const payload = all.slice(i, i + Math.min(length, all.length - i));
+    applyMask(payload, 0, payload.length, key, 0);
+    push(payload);
+    i += payload.length;
+  }
+  const position = (offset: number): number => {
+    let j = 0;
+    while (j + 1 < points.length && points[j + 1]![0] <= offset) j++;
+    const [s, t] = points[j]!;
+    const next = points[j + 1];
+    const mapped = t + (offset - s);
+    return next === undefined ? mapped : Math.min(mapped, next[1]);
+  };
+  const cuts: number[] = [];
+  let at = 0;
+  for (const piece of pieces.slice(0, -1)) cuts.push(position((at += piece.length)));
+  return { pieces: splitAt(concat(...out), cuts), position };
+}
+
+/** What a client must see for the events a server saw of the same vector (see {@link toClientStream}). */
+function mirrorEvents(events: readonly Plain[], position: (offset: number) => number): Plain[] {
+  return events.map((e) => {
+    if (e.type !== "error") return e;
+    const code = e.code === "WS_ERR_EXPECTED_MASK" ? "WS_ERR_UNEXPECTED_MASK" : e.code;
+    // UTF-8 errors count from the start of the message (or of the close reason); the others are stream offsets.
+    const moved = e.position === undefined || e.code === "WS_ERR_INVALID_UTF8" ? e.position : position(e.position);
+    return { ...e, code, position: moved };
+  });
 }
 
 /**
