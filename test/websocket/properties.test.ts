@@ -3,20 +3,26 @@
  * input, round trips between a client and a server engine, and UTF-8
  * positions against the reference checker.
  */
+import { Buffer } from "node:buffer";
+import * as zlib from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeFrame, WebSocketConnection, type WebSocketRole } from "../../src/protocols/websocket";
+import { encodeFrame, WebSocketConnection, ZlibDeflateCodec, type PerMessageDeflateParams, type WebSocketRole } from "../../src/protocols/websocket";
 import { byteByByte, concat, decodeAll, drain, echo, referenceFirstInvalid, splitAt, toHex, utf8, type Plain } from "./helpers";
 
 const VALID_CLOSE = new Set([1002, 1007, 1009]);
 
+/** permessage-deflate with every default: context takeover and 15-bit windows both ways. */
+const P15: PerMessageDeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+
 /** Feeds `pieces` to a fresh engine (echoing messages) and returns events and output bytes. */
-function feed(role: WebSocketRole, pieces: readonly Uint8Array[], options: { eof?: boolean; maxMessageSize?: number } = {}) {
+function feed(role: WebSocketRole, pieces: readonly Uint8Array[], options: { eof?: boolean; maxMessageSize?: number; deflate?: boolean } = {}) {
   const conn = new WebSocketConnection({
     role,
     maxMessageSize: options.maxMessageSize ?? 4096,
     maxFrameSize: 2048,
     maskKeySource: (b) => b.fill(0x5a), // deterministic, so that outputs compare
+    perMessageDeflate: options.deflate ? { codec: new ZlibDeflateCodec(P15, role), threshold: 64 } : null,
   });
   const onEvent = echo(conn);
   const events: Plain[] = [];
@@ -66,6 +72,40 @@ const frameArb = (masked: boolean) =>
         payload,
         mask: useMask ? r.mask : null,
       });
+    });
+
+/**
+ * A compressed message as a peer with permessage-deflate sends it: RSV1 on
+ * the first of 1-3 frames, the payload deflated (sometimes a byte of it
+ * flipped, sometimes cut short), text that may not be UTF-8 once inflated,
+ * and sometimes large enough once inflated to pass the 4 KiB limit.
+ */
+const compressedArb = (masked: boolean) =>
+  fc
+    .record({
+      binary: fc.boolean(),
+      payload: fc.oneof(
+        fc.string({ maxLength: 60 }).map(utf8),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.integer({ min: 1000, max: 9000 }).map((n) => new Uint8Array(n).fill(0x61)),
+      ),
+      fragments: fc.integer({ min: 1, max: 3 }),
+      flip: fc.option(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { nil: undefined, freq: 4 }),
+      cut: fc.option(fc.nat(), { nil: undefined, freq: 6 }),
+      mask: fc.uint8Array({ minLength: 4, maxLength: 4 }),
+    })
+    .map((r) => {
+      const z = zlib.deflateRawSync(r.payload, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+      let wire = Uint8Array.from(z.subarray(0, z.length - 4));
+      if (r.flip !== undefined && wire.length > 0) wire[r.flip[0] % wire.length]! ^= r.flip[1];
+      if (r.cut !== undefined) wire = wire.subarray(0, r.cut % (wire.length + 1));
+      const step = Math.ceil(wire.length / r.fragments) || 1;
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i === 0 || i < wire.length; i += step) {
+        const fin = i + step >= wire.length;
+        frames.push(encodeFrame({ fin, rsv1: i === 0, opcode: i === 0 ? (r.binary ? 2 : 1) : 0, payload: wire.subarray(i, i + step), mask: masked ? r.mask : null }));
+      }
+      return concat(...frames);
     });
 
 const streamArb = (masked: boolean) => fc.array(frameArb(masked), { maxLength: 8 }).map((frames) => concat(...frames));
@@ -133,6 +173,68 @@ describe("robustness", () => {
   }
 });
 
+/**
+ * An event as the split comparison with permessage-deflate sees it: an
+ * error by its close code only. zlib notices bad data (or too much output)
+ * somewhere after the byte at fault, so where the input was at the time
+ * depends on the reads; and when a corrupt stream first inflates to bytes
+ * that are not UTF-8, a read that ends before zlib sees the corruption
+ * reports WS_ERR_INVALID_UTF8 where a whole read reports
+ * WS_ERR_INVALID_COMPRESSED_DATA (the codec returns no output with its
+ * error). Both are 1007; the messages before and the close code agree.
+ */
+function errorByCloseCode(e: Plain): Plain | { type: "error"; closeCode: number | undefined } {
+  return e.type === "error" ? { type: "error", closeCode: e.closeCode } : e;
+}
+
+describe("robustness with permessage-deflate negotiated", () => {
+  for (const role of ["server", "client"] as const) {
+    it(`random bytes never throw out of a ${role} with permessage-deflate: events, then at most one error with a valid close code`, () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 400 }), cutsArb, (bytes, cuts) => {
+          const r = feed(role, splitAt(bytes, cuts.map((c) => (bytes.length ? c % bytes.length : 0))), { eof: true, deflate: true });
+          checkOutcome(r.events);
+          const error = r.events.find((e) => e.type === "error") as { closeCode: number } | undefined;
+          if (error !== undefined) expect(decodeAll(Buffer.from(r.out, "hex")).at(-1)).toMatchObject({ opcode: 8, code: error.closeCode });
+          expect(r.conn.state).toBe("CLOSED");
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it(`compressed messages, good and corrupt, mixed with structured garbage never throw out of a ${role}; whole and split alike`, () => {
+      const masked = role === "server";
+      fc.assert(
+        fc.property(fc.array(fc.oneof(compressedArb(masked), compressedArb(masked), frameArb(masked)), { maxLength: 6 }), cutsArb, (frames, cuts) => {
+          const bytes = concat(...frames);
+          const whole = feed(role, [bytes], { eof: true, deflate: true });
+          checkOutcome(whole.events);
+          if (whole.conn.error !== null) {
+            expect(whole.conn.shouldCloseTransport).toBe(true);
+            expect(decodeAll(Buffer.from(whole.out, "hex")).at(-1)).toMatchObject({ opcode: 8, code: whole.conn.error.closeCode });
+          }
+          expect(whole.conn.state).toBe("CLOSED");
+          const split = feed(role, splitAt(bytes, cuts.map((c) => (bytes.length ? c % bytes.length : 0))), { eof: true, deflate: true });
+          expect(split.events.map(errorByCloseCode)).toEqual(whole.events.map(errorByCloseCode));
+        }),
+        { numRuns: 200 },
+      );
+    });
+  }
+
+  it("the compressed-message generator reaches every outcome: text, binary, 1007 and 1009", () => {
+    const seen = new Set<string>();
+    fc.assert(
+      fc.property(fc.array(compressedArb(true), { minLength: 1, maxLength: 3 }), (frames) => {
+        const r = feed("server", [concat(...frames)], { eof: true, deflate: true });
+        for (const e of r.events) seen.add(e.type === "error" ? String(e.closeCode) : e.type);
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+    expect([...seen].sort()).toEqual(expect.arrayContaining(["1007", "1009", "binary", "text"]));
+  });
+});
+
 /** A message to send: text or bytes, in up to 4 fragments, maybe with pings between. */
 const messageArb = fc.record({
   data: fc.oneof(fc.string({ unit: "grapheme", maxLength: 300 }), fc.uint8Array({ maxLength: 3000 })),
@@ -194,15 +296,17 @@ describe("UTF-8 in text messages", () => {
       return Uint8Array.from(bytes);
     });
 
-  it("fails at the reference's first invalid byte, whatever the fragmentation and the read splits", () => {
+  for (const role of ["server", "client"] as const) {
+  it(`fails at the reference's first invalid byte, whatever the fragmentation and the read splits (${role})`, () => {
+    const mask = role === "server" ? Uint8Array.of(1, 2, 3, 4) : null;
     fc.assert(
       fc.property(nearlyValid, fc.array(fc.nat(), { maxLength: 4 }), cutsArb, (payload, fragCuts, readCuts) => {
         const pieces = splitAt(payload, fragCuts.map((c) => (payload.length ? c % payload.length : 0)));
         const frames = pieces.map((p, i) =>
-          encodeFrame({ fin: i === pieces.length - 1, opcode: i === 0 ? 1 : 0, payload: p, mask: Uint8Array.of(1, 2, 3, 4) }),
+          encodeFrame({ fin: i === pieces.length - 1, opcode: i === 0 ? 1 : 0, payload: p, mask }),
         );
         const wire = concat(...frames);
-        const r = feed("server", splitAt(wire, readCuts.map((c) => c % wire.length)), { maxMessageSize: 1 << 20 });
+        const r = feed(role, splitAt(wire, readCuts.map((c) => c % wire.length)), { maxMessageSize: 1 << 20 });
         const position = referenceFirstInvalid(payload);
         if (position === -1) {
           expect(r.events).toEqual([{ type: "text", data: Buffer.from(payload).toString("utf8") }]);
@@ -214,16 +318,18 @@ describe("UTF-8 in text messages", () => {
     );
   });
 
-  it("fails before the rest of the message arrives", () => {
+  it(`fails before the rest of the message arrives (${role})`, () => {
+    const mask = role === "server" ? Uint8Array.of(9, 8, 7, 6) : null;
     fc.assert(
       fc.property(fc.string({ maxLength: 50 }), fc.integer({ min: 0xf5, max: 0xff }), fc.string({ maxLength: 50 }), (a, bad, b) => {
         const payload = concat(utf8(a), Uint8Array.of(bad), utf8(b));
-        const wire = encodeFrame({ fin: true, opcode: 1, payload, mask: Uint8Array.of(9, 8, 7, 6) });
+        const wire = encodeFrame({ fin: true, opcode: 1, payload, mask });
         const upToBad = wire.subarray(0, wire.length - utf8(b).length);
-        const r = feed("server", [upToBad]);
+        const r = feed(role, [upToBad]);
         expect(r.events).toEqual([{ type: "error", code: "WS_ERR_INVALID_UTF8", closeCode: 1007, position: utf8(a).length }]);
       }),
       { numRuns: 100 },
     );
   });
+  }
 });
