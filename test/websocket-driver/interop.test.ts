@@ -15,7 +15,7 @@ import { makeApp } from "../../examples/app";
 import { websocketConnect } from "../../src/client/websocket";
 import type { HTTPServer } from "../../src/server";
 import { Application, WebSocketHandler } from "../../src/web";
-import { RecordingLogger } from "./helpers";
+import { deferred, RecordingLogger } from "./helpers";
 
 const PYTHON = "/usr/bin/python3";
 const CHROMIUM = "/usr/bin/chromium";
@@ -212,13 +212,17 @@ describe("typhoon's client with other servers", () => {
   it.each([false, true])("a ws server (permessage-deflate: %s)", async (deflate) => {
     const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: deflate });
     await once(wss as unknown as WebSocket, "listening");
-    const serverCloses: Array<[number, string]> = [];
+    // Resolved by the ws sockets' close events: the first connection (closed by
+    // the server with 4003) and the second (closed by the client with 4004).
+    const serverCloses = [deferred<[number, string]>(), deferred<[number, string]>()];
+    let connections = 0;
     wss.on("connection", (socket) => {
+      const closed = serverCloses[connections++]!;
       socket.on("message", (data, isBinary) => {
         if (!isBinary && data.toString() === "close please") socket.close(4003, "ws server done");
         else socket.send(data, { binary: isBinary });
       });
-      socket.on("close", (code, reason) => serverCloses.push([code, reason.toString()]));
+      socket.on("close", (code, reason) => closed.resolve([code, reason.toString()]));
     });
     try {
       const port = (wss.address() as { port: number }).port;
@@ -238,11 +242,9 @@ describe("typhoon's client with other servers", () => {
       const ws2 = await websocketConnect(`ws://127.0.0.1:${port}/`, { compression: deflate });
       await ws2.close(4004, "client done");
       expect(ws2.closeCode).toBe(4004);
-      await new Promise<void>((resolve) => {
-        const check = () => (serverCloses.length >= 2 ? resolve() : setImmediate(check));
-        check();
-      });
-      expect(serverCloses).toContainEqual([4004, "client done"]);
+      // ws reports the close it received: our echo of its 4003 (the code only), then our own 4004.
+      expect(await serverCloses[0]!.promise).toEqual([4003, ""]);
+      expect(await serverCloses[1]!.promise).toEqual([4004, "client done"]);
     } finally {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     }
