@@ -376,6 +376,41 @@ export const requestArb: fc.Arbitrary<TestRequest> = fc
     ),
   );
 
+/**
+ * A valid HTTP/1.0 request that keeps the connection open (`Connection:
+ * keep-alive`, which HTTP/1.0 needs for a second request), with or without
+ * Host, its body framed by Content-Length (HTTP/1.0 has no chunked coding).
+ */
+export const request10Arb: fc.Arbitrary<TestRequest> = fc
+  .record({ method: methodArb, target: targetArb, host: fc.boolean(), headers: headersArb, body: bodyArb() })
+  .map(
+    (r): TestRequest => ({
+      method: r.method,
+      target: r.target,
+      version: "1.0",
+      headers: [...(r.host ? ["Host", "example.com"] : []), "Connection", "keep-alive", ...r.headers],
+      body: r.body,
+      chunks: null,
+      trailers: [],
+    }),
+  );
+
+/** HTTP/1.1 and HTTP/1.0 keep-alive requests, mixed. */
+export const anyRequestArb: fc.Arbitrary<TestRequest> = fc.oneof({ weight: 3, arbitrary: requestArb }, { weight: 1, arbitrary: request10Arb });
+
+/**
+ * The same request, asking the server to close after it: `Connection:
+ * close` in HTTP/1.1, no `Connection: keep-alive` in HTTP/1.0.
+ */
+export function closingRequest(r: TestRequest): TestRequest {
+  if (r.version === "1.1") return { ...r, headers: [...r.headers, "Connection", "close"] };
+  const headers: string[] = [];
+  for (let i = 0; i < r.headers.length; i += 2) {
+    if (r.headers[i]!.toLowerCase() !== "connection") headers.push(r.headers[i]!, r.headers[i + 1]!);
+  }
+  return { ...r, headers };
+}
+
 // ------------------------------------------------------------- responses
 
 /** One response as read by {@link parseResponses}. */
