@@ -72,7 +72,7 @@ describe("error positions", () => {
         client.receiveData(chunk);
         for (let ev = client.nextEvent(); ev.type !== "need-data"; ev = client.nextEvent()) {
           if (ev.type === "error") error = ev.error as RemoteProtocolError;
-          if (ev.type === "error" || ev.type === "closed") break;
+          if (ev.type === "error" || ev.type === "paused") break;
         }
         if (error !== null) break;
       }
