@@ -1,18 +1,29 @@
 #!/usr/bin/env node
-// `npm test`: the whole suite under Node, then again under Bun (the `bun`
-// dev dependency). Both runs write JSON reports under .test-report/, which
-// .ci/run adds up. Extra arguments go to both runs (e.g. a test folder).
+// `npm test`: a typecheck of everything tsconfig.json includes (src, test,
+// bench, examples and the configs; vitest strips types without checking
+// them), then the whole suite under Node, then again under Bun (the `bun`
+// dev dependency). Both test runs write JSON reports under .test-report/,
+// which .ci/run adds up; they run even when the typecheck fails, and any
+// failure fails `npm test`. Extra arguments go to both test runs (e.g. a
+// test folder).
 import { spawnSync } from "node:child_process";
 
 const args = process.argv.slice(2);
-const runs = [
-  { name: "Node", cmd: "npx", argv: ["vitest", "run", ...args] },
-  { name: "Bun", cmd: "npx", argv: ["bun", "--bun", "vitest", "run", "--pool=threads", ...args] },
+const steps = [
+  { title: "typecheck (tsc --noEmit -p .)", what: "Typecheck", cmd: "npx", argv: ["tsc", "--noEmit", "-p", "."] },
+  { title: "tests under Node", what: "Tests under Node", cmd: "npx", argv: ["vitest", "run", ...args] },
+  { title: "tests under Bun", what: "Tests under Bun", cmd: "npx", argv: ["bun", "--bun", "vitest", "run", "--pool=threads", ...args] },
 ];
-let failed = false;
-for (const run of runs) {
-  console.log(`\n=== typhoon tests under ${run.name} ===\n`);
-  const result = spawnSync(run.cmd, run.argv, { stdio: "inherit" });
-  if (result.status !== 0) failed = true;
+const failed = [];
+for (const step of steps) {
+  console.log(`\n=== typhoon ${step.title} ===\n`);
+  const result = spawnSync(step.cmd, step.argv, { stdio: "inherit" });
+  if (result.status !== 0) {
+    failed.push(step.what);
+    if (step.what === "Typecheck") console.log("\nTypecheck failed: the type errors above fail `npm test` (the tests run anyway).");
+  } else if (step.what === "Typecheck") {
+    console.log("Typecheck passed: no type errors in src, test, bench or examples.");
+  }
 }
-process.exit(failed ? 1 : 0);
+if (failed.length > 0) console.log(`\nnpm test failed: ${failed.join(", ")}.`);
+process.exit(failed.length > 0 ? 1 : 0);
