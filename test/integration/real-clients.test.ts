@@ -9,6 +9,7 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
+import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -242,6 +243,63 @@ describe("other listeners: a Unix socket and TLS", () => {
     } finally {
       await secure.close({ timeout: 2000 });
     }
+  });
+});
+
+describe("graceful shutdown over TCP", () => {
+  /** A raw TCP client: what it received, and how the connection ended. */
+  function rawClient(port: number): { connected: Promise<void>; done: Promise<{ text: string; error: string | null }>; socket: Socket } {
+    const socket = netConnect({ port, host: "127.0.0.1" });
+    const chunks: Buffer[] = [];
+    let error: string | null = null;
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    const connected = new Promise<void>((resolve, reject) => {
+      socket.once("connect", () => resolve());
+      socket.once("error", reject);
+    });
+    const done = new Promise<{ text: string; error: string | null }>((resolve) => socket.on("close", () => resolve({ text: Buffer.concat(chunks).toString("latin1"), error })));
+    return { connected, done, socket };
+  }
+
+  it("refuses new connections once close begins, finishes the request in flight, then resolves", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const started: string[] = [];
+    let signalStarted!: () => void;
+    const slowStarted = new Promise<void>((resolve) => (signalStarted = resolve));
+    const own = new HTTPServer(async (req) => {
+      started.push(req.path);
+      if (req.path === "/slow") {
+        signalStarted();
+        await gate;
+      }
+      await req.connection.respond(200, {}, `done ${req.path}`);
+    }, { logger: silentLogger });
+    const { port } = await own.listen(0, "127.0.0.1");
+    const busy = rawClient(port);
+    await busy.connected;
+    busy.socket.write("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    await slowStarted;
+    let resolved = false;
+    const closing = own.close().then(() => {
+      resolved = true;
+    });
+    // close() stops listening before it returns its promise: nobody answers on the port now.
+    const late = rawClient(port);
+    late.connected.catch(() => {});
+    late.socket.write("GET /late HTTP/1.1\r\nHost: a\r\n\r\n");
+    const lateEnd = await late.done;
+    expect(lateEnd).toEqual({ text: "", error: "ECONNREFUSED" });
+    expect(started).toEqual(["/slow"]);
+    expect(resolved).toBe(false);
+    release();
+    await closing;
+    const busyEnd = await busy.done;
+    expect(busyEnd.text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(busyEnd.text).toContain("Connection: close\r\n");
+    expect(busyEnd.text.endsWith("done /slow")).toBe(true);
+    expect(started).toEqual(["/slow"]);
   });
 });
 
