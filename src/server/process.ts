@@ -44,7 +44,8 @@ export function taskId(): number | null {
  * Forks `n` worker processes (`0` or less: one per CPU) and returns, in each
  * worker, its task id. In the primary it never resolves: the primary
  * supervises the workers, restarts those that crash, and exits when they are
- * all gone.
+ * all gone. On SIGTERM or SIGINT it passes SIGTERM on to the workers; on a
+ * second signal it kills them (SIGKILL) and exits with 1.
  *
  * @example
  * ```ts
@@ -100,7 +101,13 @@ export function forkProcesses(n: number, options: ForkOptions = {}): Promise<num
 
   for (const signal of options.signals ?? (["SIGTERM", "SIGINT"] as NodeJS.Signals[])) {
     process.on(signal, () => {
-      if (stopping) return;
+      if (stopping) {
+        // A second signal (Ctrl-C twice): stop now. The workers leave this
+        // to the primary (see shutdownOnSignals).
+        logger.warn(`Received ${signal} again; killing the workers`);
+        for (const worker of byWorker.keys()) worker.process.kill("SIGKILL");
+        process.exit(1);
+      }
       stopping = true;
       logger.info(`Received ${signal}; stopping ${byWorker.size} workers`);
       for (const worker of byWorker.keys()) worker.process.kill("SIGTERM");
@@ -132,7 +139,10 @@ export interface ShutdownOptions {
 /**
  * On SIGTERM or SIGINT: stop accepting, let requests in flight finish (their
  * responses carry `Connection: close`), close WebSockets with 1001, then
- * exit. A second signal exits at once.
+ * exit. A second signal exits at once; in a worker of {@link forkProcesses}
+ * it is ignored, since a signal to the process group (Ctrl-C) reaches the
+ * worker along with the SIGTERM that the primary passes on, and the primary
+ * kills the workers on a second signal itself.
  *
  * @example
  * ```ts
@@ -147,6 +157,10 @@ export function shutdownOnSignals(servers: Closable[], options: ShutdownOptions 
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
+      // A worker of forkProcesses gets a signal sent to the process group
+      // (a terminal's Ctrl-C) and the SIGTERM the primary passes on: that is
+      // one request to stop. The primary kills the workers on a second one.
+      if (taskId() !== null) return;
       logger.warn(`Received ${signal} again; exiting now`);
       process.exit(1);
     }
