@@ -14,13 +14,14 @@ import { createHash } from "node:crypto";
 import * as zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { routes } from "../../examples/app";
-import { websocketConnect, type WebSocketClientConnection } from "../../src/client/websocket";
+import { websocketConnect, type WebSocketClientConnection, type WebSocketConnectOptions } from "../../src/client/websocket";
 import { MemoryTransport, type MemoryConnection } from "../../src/transports/memory";
 import {
   BINARY,
   CLOSE,
   closeBody,
   closeOf,
+  deflateDistances,
   deflateMessage,
   flushMemory,
   frame,
@@ -30,6 +31,7 @@ import {
   PONG,
   rawPeer,
   serveWs,
+  TAIL,
   TEXT,
   utf8,
   type Frame,
@@ -55,6 +57,61 @@ async function echoCase(frames: Uint8Array[], options: { split?: number; extensi
     await flushMemory();
   }
   return { frames: ws.frames(), closed: ws.closed, headers: ws.headers };
+}
+
+/** Close codes that may be sent (RFC 6455 §7.4, with the IANA-registered 1012-1014). */
+const VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+/** Close codes that may not: reserved (1004-1006, 1015), unassigned, or out of range. */
+const INVALID_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
+
+/** κόσμε, then a code point above U+10FFFF (fails at its second byte), then "edited": Autobahn 6.4's pieces. */
+const P1 = Buffer.from("cebae1bdb9cf83cebcceb5", "hex");
+const P2 = Buffer.from("f4908080", "hex");
+const P3 = utf8("edited");
+
+/**
+ * Text messages whose repeats lie more than 256 bytes back (and over 1 KiB,
+ * the default compression threshold): a random
+ * 400-character block twice, then the block of the message before (so
+ * that, over one context, the next message reaches into the last one). A
+ * compressor with a window over 8 bits finds those matches; one that keeps
+ * to 8 bits cannot.
+ */
+function farMessages(count: number): string[] {
+  let seed = 12345;
+  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  const block = () =>
+    Array.from({ length: 400 }, () => alphabet[((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) % alphabet.length]).join("");
+  const out: string[] = [];
+  let previous = block();
+  for (let i = 0; i < count; i++) {
+    const b = block();
+    out.push(`${i}:${b}${b}${previous}`);
+    previous = b;
+  }
+  return out;
+}
+
+/**
+ * Checks compressed frames against an 8-bit window (RFC 7692 §7.1.2.1:
+ * "the LZ77 sliding window ... is 2^8 bytes"): zlib inflates them with
+ * windowBits 8 (it accepts 8 for raw inflate), and, since zlib does not
+ * check a distance into the output of the same call, every match is also
+ * decoded here and must reach back 256 bytes at most. The same messages
+ * compressed with a 15-bit window must reach further (so the check can fail).
+ */
+function expect8BitWindow(frames: Frame[], messages: string[], resets: boolean): void {
+  expect(deflateDistances(Buffer.concat([deflateMessage(messages[1]!), TAIL])).maxDistance).toBeGreaterThan(256);
+  expect(frames.map((f) => f.rsv1)).toEqual(messages.map(() => true));
+  if (resets) expect(frames.map((f) => inflateMessage(f.payload, 8).toString())).toEqual(messages);
+  else expect(inflateStream(frames, 8)).toEqual(messages);
+  let history: Buffer = Buffer.alloc(0);
+  frames.forEach((f, i) => {
+    const { output, maxDistance } = deflateDistances(Buffer.concat([f.payload, TAIL]), resets ? undefined : history);
+    expect(output.toString()).toBe(messages[i]);
+    expect(maxDistance).toBeLessThanOrEqual(256);
+    history = Buffer.concat([history, output]);
+  });
 }
 
 const summary = (frames: Frame[]) =>
@@ -256,12 +313,12 @@ describe("section 7: close", () => {
     failedWith(await echoCase([frame(CLOSE, closeBody(1000, "*".repeat(124)))], { answerClose: false }), 1002);
   });
 
-  it.each([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999])("7.7: the valid code %i is echoed", async (code) => {
+  it.each(VALID_CODES)("7.7: the valid code %i is echoed", async (code) => {
     const r = await echoCase([frame(CLOSE, closeBody(code))], { answerClose: false });
     expect(summary(r.frames)).toEqual([`close ${code}`]);
   });
 
-  it.each([0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999, 5000, 65535])("7.9/7.13: the invalid code %i fails with 1002", async (code) => {
+  it.each(INVALID_CODES)("7.9/7.13: the invalid code %i fails with 1002", async (code) => {
     failedWith(await echoCase([frame(CLOSE, closeBody(code))], { answerClose: false }), 1002);
   });
 });
@@ -296,6 +353,29 @@ describe("section 9: limits and sizes", () => {
   it("9.x: a message above the demo's 64 MiB limit fails with 1009 as soon as its header arrives", async () => {
     const header = Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 1, 0x37, 0xfa, 0x21, 0x3d]);
     failedWith(await echoCase([header], { answerClose: false }), 1009);
+  });
+
+  it("9.x: a frame header announcing exactly 64 MiB is accepted: no close after the header and a first 64 KiB", async () => {
+    // The engine checks both limits at the header (the 64 MiB + 1 one above fails there), so
+    // silence after the header and the start of the payload is the acceptance.
+    const t = serveWs(routes());
+    const ws = await t.open("/ws/echo");
+    ws.send(Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0, 0x37, 0xfa, 0x21, 0x3d]));
+    ws.send(Buffer.alloc(65536, 0x61));
+    await flushMemory();
+    expect(ws.frames()).toEqual([]);
+    expect([ws.ended, ws.closed]).toEqual([false, false]);
+    ws.conn.destroy();
+  });
+
+  it("9.x: a compressed message of exactly 64 MiB once inflated is echoed; one byte more fails with 1009 while inflating", async () => {
+    const size = 64 * 1024 * 1024;
+    const exact = await echoCase([frame(BINARY, deflateMessage(Buffer.alloc(size)), { rsv1: true })], { extensions: "permessage-deflate" });
+    expect(exact.frames.map((f) => [f.opcode, f.rsv1])).toEqual([[BINARY, true], [CLOSE, false]].slice(0, exact.frames.length));
+    const echoed = inflateMessage(exact.frames[0]!.payload);
+    expect(echoed.length).toBe(size);
+    expect(echoed.equals(Buffer.alloc(size))).toBe(true);
+    failedWith(await echoCase([frame(BINARY, deflateMessage(Buffer.alloc(size + 1)), { rsv1: true })], { extensions: "permessage-deflate", answerClose: false }), 1009);
   });
 });
 
@@ -345,6 +425,27 @@ describe("sections 12/13: permessage-deflate, each negotiation parameter", () =>
     if (!serverResets) expect(r.frames[9]!.payload.length).toBeLessThanOrEqual(r.frames[0]!.payload.length);
   });
 
+  it.each([
+    [
+      "13.3 (False, 8)",
+      "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=8",
+      "permessage-deflate; client_no_context_takeover; server_max_window_bits=8",
+      false,
+    ],
+    [
+      "13.5 (True, 8)",
+      "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=8; server_no_context_takeover",
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8",
+      true,
+    ],
+  ] as const)("%s: server_max_window_bits=8; the echoes inflate with windowBits 8 and no match reaches back over 256 bytes", async (_name, offer, answer, resets) => {
+    const messages = farMessages(8);
+    // client_no_context_takeover: each message from a fresh compressor.
+    const r = await echoCase(messages.map((m) => frame(TEXT, deflateMessage(m), { rsv1: true })), { extensions: offer });
+    expect(r.headers.get("sec-websocket-extensions")).toBe(answer);
+    expect8BitWindow(r.frames.filter((f) => f.opcode === TEXT), messages, resets);
+  });
+
   it("12.x: a fragmented compressed message, and an uncompressed one between compressed ones", async () => {
     const text = "fragmented and compressed ".repeat(200);
     const z = deflateMessage(text);
@@ -373,6 +474,9 @@ describe("sections 12/13: permessage-deflate, each negotiation parameter", () =>
 interface ClientCase {
   /** Frames the client sent (its echoes, pongs, close), unmasked. */
   frames: Frame[];
+  /** The frames it had sent, and whether it was closing, once `frames` were delivered (before `then`). */
+  before: Frame[];
+  closingBefore: boolean;
   client: WebSocketClientConnection;
   server: RawPeer<MemoryConnection>;
 }
@@ -384,7 +488,10 @@ interface ClientCase {
  * reads (asynchronously, as an application does: what comes in the same
  * packet as a close is not echoed).
  */
-async function clientCase(frames: Uint8Array[], options: { extensions?: string; offer?: boolean; then?: Uint8Array[] } = {}): Promise<ClientCase> {
+async function clientCase(
+  frames: Uint8Array[],
+  options: { extensions?: string; offer?: boolean; then?: Uint8Array[]; connect?: WebSocketConnectOptions; hangUp?: boolean } = {},
+): Promise<ClientCase> {
   const transport = new MemoryTransport();
   let server!: RawPeer<MemoryConnection>;
   await transport.listen({ port: 80 }, (conn) => {
@@ -404,25 +511,33 @@ async function clientCase(frames: Uint8Array[], options: { extensions?: string; 
       return n;
     };
   });
-  const client = await websocketConnect("ws://localhost/", { transport, compression: options.offer ?? options.extensions !== undefined ? { threshold: 0 } : false });
+  const client = await websocketConnect("ws://localhost/", {
+    transport,
+    compression: options.offer ?? options.extensions !== undefined ? { threshold: 0 } : false,
+    ...options.connect,
+  });
   void (async () => {
     for await (const m of client) await client.writeMessage(m).catch(() => {});
   })();
-  for (const f of frames) server.send(f);
-  await flushMemory();
-  for (const f of options.then ?? []) server.send(f);
-  await flushMemory();
   const sentFrames = () => {
     const bytes = server.bytes();
     return parseFrames(bytes.subarray(bytes.indexOf("\r\n\r\n") + 4));
   };
+  for (const f of frames) server.send(f);
+  await flushMemory();
+  const before = sentFrames();
+  const closingBefore = client.isClosing;
+  for (const f of options.then ?? []) server.send(f);
+  await flushMemory();
   const got = sentFrames();
   if (got.some((f) => f.opcode === CLOSE) && !server.ended) {
     server.conn.end();
     await flushMemory();
+  } else if (options.hangUp && !server.closed) {
+    server.conn.destroy();
   }
   await client.closed.then(() => undefined, () => undefined);
-  return { frames: sentFrames(), client, server };
+  return { frames: sentFrames(), before, closingBefore, client, server };
 }
 
 const s = { mask: null } as const;
@@ -506,6 +621,125 @@ describe("the client, sections 1-13", () => {
     expect(echoes.every((f) => f.rsv1 && f.masked)).toBe(true);
     if (clientResets) expect(echoes.map((f) => inflateMessage(f.payload).toString())).toEqual(texts);
     else expect(inflateStream(echoes)).toEqual(texts);
+  });
+
+  it("6.4.1/6.4.2: fails with 1007 on the fragment that breaks UTF-8, before the message ends", async () => {
+    const r = await clientCase([frame(TEXT, P1, { ...s, fin: false })], { then: [frame(0, P2, { ...s, fin: false })] });
+    expect(r.before).toEqual([]);
+    expect(r.closingBefore).toBe(false);
+    expect(summary(r.frames)).toEqual(["close 1007"]);
+    expect(r.client.closeCode).toBe(1007);
+  });
+
+  it("6.4.3/6.4.4: fails with 1007 inside one frame, once the breaking byte arrives, before the frame ends", async () => {
+    const whole = frame(TEXT, Buffer.concat([P1, P2, P3]), s);
+    const at = 2 + P1.length;
+    const r = await clientCase([whole.subarray(0, at)], { then: [whole.subarray(at, at + 2)] });
+    expect(r.before).toEqual([]);
+    expect(r.closingBefore).toBe(false);
+    expect(summary(r.frames)).toEqual(["close 1007"]);
+  });
+
+  it("7.3.1: a close without a body is answered without a body; closeCode 1005", async () => {
+    const r = await clientCase([frame(CLOSE, "", s)]);
+    expect(r.frames.map((f) => [f.opcode, f.payload.length, f.masked])).toEqual([[CLOSE, 0, true]]);
+    expect([r.client.closeCode, r.client.closeReason]).toEqual([1005, ""]);
+  });
+
+  it("7.3.2: a 1-byte close body fails with 1002", async () => {
+    const r = await clientCase([frame(CLOSE, Buffer.from([0x03]), s)]);
+    expect(summary(r.frames)).toEqual(["close 1002"]);
+    expect(r.client.closeCode).toBe(1002);
+  });
+
+  it.each(["", "Hello World!", "*".repeat(123)])("7.3.3-7.3.5: close 1000 with the reason %j is echoed with its code", async (reason) => {
+    const r = await clientCase([frame(CLOSE, closeBody(1000, reason), s)]);
+    expect(summary(r.frames)).toEqual(["close 1000"]);
+    expect([r.client.closeCode, r.client.closeReason]).toEqual([1000, reason]);
+  });
+
+  it("7.3.6: a close body of 126 bytes fails with 1002", async () => {
+    const r = await clientCase([frame(CLOSE, closeBody(1000, "*".repeat(124)), s)]);
+    expect(summary(r.frames)).toEqual(["close 1002"]);
+  });
+
+  it("7.5.1: a close reason that is not UTF-8 fails with 1007", async () => {
+    const r = await clientCase([frame(CLOSE, Buffer.concat([closeBody(1000), P1, Buffer.from("eda080", "hex"), utf8("edited")]), s)]);
+    expect(summary(r.frames)).toEqual(["close 1007"]);
+    expect(r.client.closeCode).toBe(1007);
+  });
+
+  it.each(VALID_CODES)("7.7: the valid code %i is echoed", async (code) => {
+    const r = await clientCase([frame(CLOSE, closeBody(code), s)]);
+    expect(summary(r.frames)).toEqual([`close ${code}`]);
+    expect(r.client.closeCode).toBe(code);
+  });
+
+  it.each(INVALID_CODES)("7.9/7.13: the invalid code %i fails with 1002", async (code) => {
+    const r = await clientCase([frame(CLOSE, closeBody(code), s)]);
+    expect(summary(r.frames)).toEqual(["close 1002"]);
+    expect(r.client.closeCode).toBe(1002);
+  });
+
+  it("9/10: the maxMessageSize option: exactly the limit is echoed; one byte more fails with 1009, in one frame or across fragments", async () => {
+    const limit = 256 * 1024;
+    const connect = { maxMessageSize: limit };
+    const ok = await clientCase([frame(BINARY, Buffer.alloc(limit, 1), s)], { connect, then: [frame(CLOSE, closeBody(1000), s)] });
+    expect(summary(ok.frames)).toEqual([`${BINARY} ${limit}`, "close 1000"]);
+    const over = await clientCase([frame(BINARY, Buffer.alloc(limit + 1, 1), s)], { connect });
+    expect(summary(over.frames)).toEqual(["close 1009"]);
+    expect(over.client.closeCode).toBe(1009);
+    const half = limit / 2;
+    const fragments = await clientCase([frame(BINARY, Buffer.alloc(half), { ...s, fin: false }), frame(0, Buffer.alloc(half + 1), s)], { connect });
+    expect(summary(fragments.frames)).toEqual(["close 1009"]);
+    // The default (10 MiB, as Tornado) would have taken all of these.
+    const fallback = await clientCase([frame(BINARY, Buffer.alloc(limit + 1, 1), s)], { then: [frame(CLOSE, closeBody(1000), s)] });
+    expect(summary(fallback.frames)).toEqual([`${BINARY} ${limit + 1}`, "close 1000"]);
+  });
+
+  it("9/10: maxMessageSize 64 MiB lifts the 16 MiB frame default too: a 20 MiB frame is echoed, a header of exactly 64 MiB is accepted, 64 MiB + 1 fails with 1009", async () => {
+    const connect = { maxMessageSize: 64 * 1024 * 1024 };
+    const big = Buffer.alloc(20 * 1024 * 1024, 0x2a);
+    const r = await clientCase([frame(TEXT, big, s)], { connect, then: [frame(CLOSE, closeBody(1000), s)] });
+    expect(summary(r.frames)).toEqual([`${TEXT} ${big.length}`, "close 1000"]);
+    expect(r.frames[0]!.payload.equals(big)).toBe(true);
+    const exact = await clientCase([Buffer.from([0x82, 0x7f, 0, 0, 0, 0, 0x04, 0, 0, 0]), Buffer.alloc(65536)], { connect, hangUp: true });
+    expect(exact.before).toEqual([]);
+    expect(exact.closingBefore).toBe(false);
+    expect(exact.client.closeCode).toBe(1006); // the server hung up mid-frame
+    const over = await clientCase([Buffer.from([0x82, 0x7f, 0, 0, 0, 0, 0x04, 0, 0, 1])], { connect });
+    expect(summary(over.frames)).toEqual(["close 1009"]);
+  });
+
+  it("10.1.1: a 64 KiB text message in 1300-byte fragments is echoed whole", async () => {
+    const text = Buffer.alloc(65536, 0x2a);
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < text.length; i += 1300) frames.push(frame(i === 0 ? TEXT : 0, text.subarray(i, i + 1300), { ...s, fin: i + 1300 >= text.length }));
+    const r = await clientCase(frames, { then: [frame(CLOSE, closeBody(1000), s)] });
+    expect(summary(r.frames)).toEqual([`${TEXT} 65536`, "close 1000"]);
+  });
+
+  it.each([1, 7, 256, 4096])("12.x: compressed messages in fragments of %i bytes (RSV1 on the first only) are inflated, and echoed compressed", async (size) => {
+    const texts = Array.from({ length: 3 }, (_, i) => `${i} ${"fragmented and compressed ".repeat(200)}`);
+    const frames: Uint8Array[] = [];
+    for (const t of texts) {
+      const z = deflateMessage(t);
+      for (let i = 0; i < z.length; i += size) frames.push(frame(i === 0 ? TEXT : 0, z.subarray(i, i + size), { ...s, rsv1: i === 0, fin: i + size >= z.length }));
+      frames.push(frame(BINARY, "plain between", s));
+    }
+    const r = await clientCase(frames, { extensions: "permessage-deflate; client_no_context_takeover", then: [frame(CLOSE, closeBody(1000), s)] });
+    const echoes = r.frames.filter((f) => f.opcode !== CLOSE);
+    expect(echoes.map((f) => (f.rsv1 ? inflateMessage(f.payload).toString() : f.payload.toString()))).toEqual(texts.flatMap((t) => [t, "plain between"]));
+    expect(echoes.map((f) => f.rsv1)).toEqual(texts.flatMap(() => [true, true]));
+  });
+
+  it.each([
+    ["permessage-deflate; client_max_window_bits=8", false],
+    ["permessage-deflate; client_no_context_takeover; client_max_window_bits=8", true],
+  ] as const)("13: with %s the echoes inflate with windowBits 8 and no match reaches back over 256 bytes", async (extensions, resets) => {
+    const messages = farMessages(6);
+    const r = await clientCase(messages.map((m) => frame(TEXT, deflateMessage(m), { ...s, rsv1: true })), { extensions, then: [frame(CLOSE, closeBody(1000), s)] });
+    expect8BitWindow(r.frames.filter((f) => f.opcode === TEXT), messages, resets);
   });
 
   it("13: fails the handshake when the server answers permessage-deflate that was not offered", async () => {

@@ -152,9 +152,12 @@ export function deflateMessage(data: string | Uint8Array, windowBits = 15): Buff
   return out.subarray(0, out.length - 4);
 }
 
+/** RFC 7692 §7.2.1: the end of a sync flush, left off each message's payload. */
+export const TAIL = Buffer.from([0, 0, 0xff, 0xff]);
+
 /** RFC 7692 decompression of one whole message (no context takeover). */
-export function inflateMessage(data: Uint8Array): Buffer {
-  return zlib.inflateRawSync(Buffer.concat([data, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+export function inflateMessage(data: Uint8Array, windowBits = 15): Buffer {
+  return zlib.inflateRawSync(Buffer.concat([data, TAIL]), { windowBits, finishFlush: zlib.constants.Z_SYNC_FLUSH });
 }
 
 /** The raw end of a memory pipe, recording what arrives. */
@@ -283,4 +286,159 @@ export function serveWs(routes: readonly Route[], settings: ApplicationSettings 
     },
   };
   return t;
+}
+
+// ------------------------------------------------- a DEFLATE reader (RFC 1951)
+
+interface Huffman {
+  count: Uint16Array;
+  symbol: Uint16Array;
+}
+
+function huffman(lengths: ArrayLike<number>, n: number, offset = 0): Huffman {
+  const count = new Uint16Array(16);
+  const symbol = new Uint16Array(n);
+  for (let s = 0; s < n; s++) count[lengths[offset + s]!]!++;
+  const offs = new Uint16Array(16);
+  for (let len = 1; len < 15; len++) offs[len + 1] = offs[len]! + count[len]!;
+  for (let s = 0; s < n; s++) if (lengths[offset + s] !== 0) symbol[offs[lengths[offset + s]!]!++] = s;
+  return { count, symbol };
+}
+
+const LENGTH_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LENGTH_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+const CODE_LENGTH_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+
+/**
+ * Decodes a raw DEFLATE stream (blocks until the input ends at a block
+ * boundary, or a final block), written from RFC 1951 after zlib's `puff.c`,
+ * and reports how far back its matches reach: zlib's inflate does not
+ * check that a match stays within the window it was told (a distance into
+ * the output of the same call passes), so a window bound is checked here.
+ * `history` is what the decoder's window held before (context takeover).
+ * A message's payload needs its `00 00 ff ff` back first (RFC 7692 §7.2.2).
+ *
+ * @example
+ * ```ts
+ * deflateDistances(Buffer.concat([deflateMessage("abcabc"), TAIL])).maxDistance // 3
+ * ```
+ */
+export function deflateDistances(data: Uint8Array, history: Uint8Array = new Uint8Array(0)): { output: Buffer; maxDistance: number } {
+  let out = Buffer.alloc(Math.max(1024, history.length + data.length * 4));
+  out.set(history, 0);
+  let n = history.length;
+  let bitPos = 0;
+  let maxDistance = 0;
+  const total = data.length * 8;
+  const bit = (): number => {
+    if (bitPos >= total) throw new Error("Cannot decode DEFLATE: the input ends inside a block");
+    const b = (data[bitPos >>> 3]! >>> (bitPos & 7)) & 1;
+    bitPos++;
+    return b;
+  };
+  const bits = (count: number): number => {
+    let v = 0;
+    for (let i = 0; i < count; i++) v |= bit() << i;
+    return v;
+  };
+  const decode = (h: Huffman): number => {
+    let code = 0;
+    let first = 0;
+    let index = 0;
+    for (let len = 1; len < 16; len++) {
+      code |= bit();
+      const count = h.count[len]!;
+      if (code - count < first) return h.symbol[index + (code - first)]!;
+      index += count;
+      first += count;
+      first <<= 1;
+      code <<= 1;
+    }
+    throw new Error("Cannot decode DEFLATE: a code that is not in the table");
+  };
+  const put = (byte: number): void => {
+    if (n === out.length) {
+      const bigger = Buffer.alloc(out.length * 2);
+      bigger.set(out);
+      out = bigger;
+    }
+    out[n++] = byte;
+  };
+  const codes = (lencode: Huffman, distcode: Huffman): void => {
+    for (;;) {
+      const symbol = decode(lencode);
+      if (symbol < 256) {
+        put(symbol);
+        continue;
+      }
+      if (symbol === 256) return;
+      const s = symbol - 257;
+      if (s >= 29) throw new Error("Cannot decode DEFLATE: an invalid length symbol");
+      const length = LENGTH_BASE[s]! + bits(LENGTH_EXTRA[s]!);
+      const d = decode(distcode);
+      if (d >= 30) throw new Error("Cannot decode DEFLATE: an invalid distance symbol");
+      const distance = DIST_BASE[d]! + bits(DIST_EXTRA[d]!);
+      if (distance > n) throw new Error(`Cannot decode DEFLATE: a distance of ${distance} before the start`);
+      if (distance > maxDistance) maxDistance = distance;
+      for (let i = 0; i < length; i++) put(out[n - distance]!);
+    }
+  };
+  const fixedLengths = new Uint8Array(288 + 30);
+  fixedLengths.fill(8, 0, 144).fill(9, 144, 256).fill(7, 256, 280).fill(8, 280, 288).fill(5, 288);
+  const fixedLen = huffman(fixedLengths, 288);
+  const fixedDist = huffman(fixedLengths, 30, 288);
+  let last = false;
+  while (!last && bitPos < total) {
+    last = bit() === 1;
+    const type = bits(2);
+    if (type === 0) {
+      bitPos = (bitPos + 7) & ~7;
+      const at = bitPos >>> 3;
+      if (at + 4 > data.length) throw new Error("Cannot decode DEFLATE: a stored block header is cut short");
+      const len = data[at]! | (data[at + 1]! << 8);
+      const nlen = data[at + 2]! | (data[at + 3]! << 8);
+      if ((len ^ 0xffff) !== nlen) throw new Error("Cannot decode DEFLATE: a stored block's length check fails");
+      if (at + 4 + len > data.length) throw new Error("Cannot decode DEFLATE: a stored block is cut short");
+      for (let i = 0; i < len; i++) put(data[at + 4 + i]!);
+      bitPos = (at + 4 + len) * 8;
+    } else if (type === 1) {
+      codes(fixedLen, fixedDist);
+    } else if (type === 2) {
+      const nlen = bits(5) + 257;
+      const ndist = bits(5) + 1;
+      const ncode = bits(4) + 4;
+      const lengths = new Uint8Array(320);
+      for (let i = 0; i < ncode; i++) lengths[CODE_LENGTH_ORDER[i]!] = bits(3);
+      const lencode = huffman(lengths, 19);
+      let index = 0;
+      const all = new Uint8Array(nlen + ndist);
+      while (index < nlen + ndist) {
+        const symbol = decode(lencode);
+        if (symbol < 16) {
+          all[index++] = symbol;
+          continue;
+        }
+        let value = 0;
+        let repeat: number;
+        if (symbol === 16) {
+          if (index === 0) throw new Error("Cannot decode DEFLATE: a repeat with no length before it");
+          value = all[index - 1]!;
+          repeat = 3 + bits(2);
+        } else if (symbol === 17) {
+          repeat = 3 + bits(3);
+        } else {
+          repeat = 11 + bits(7);
+        }
+        if (index + repeat > nlen + ndist) throw new Error("Cannot decode DEFLATE: too many code lengths");
+        all.fill(value, index, index + repeat);
+        index += repeat;
+      }
+      codes(huffman(all, nlen), huffman(all, ndist, nlen));
+    } else {
+      throw new Error("Cannot decode DEFLATE: block type 3");
+    }
+  }
+  return { output: out.subarray(history.length, n), maxDistance };
 }
