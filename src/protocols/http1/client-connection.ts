@@ -455,6 +455,11 @@ export class ClientConnection {
           return CB_OK;
         }
         this.#final = true;
+        // llhttp's flag counts a response without a length as read until the
+        // close; a response to HEAD has no body whatever it declares, so its
+        // persistence is the Connection header's and the version's alone
+        // (RFC 9112 §9.3).
+        if (req.method === "HEAD") keepAlive = persistent(this.#headers, parser.httpMinor);
         this.#keepAlive = keepAlive;
         if (!keepAlive) this.#mustClose = true;
         this.#events.push({ type: "response", id: req.id, status, reason: this.#reason, version, headers: this.#headers, keepAlive });
@@ -502,4 +507,23 @@ export class ClientConnection {
     this.#value = "";
     this.#inValue = false;
   }
+}
+
+/**
+ * RFC 9112 §9.3: whether a connection persists after a message, from its
+ * Connection header and version: HTTP/1.1 unless `close` is listed, HTTP/1.0
+ * only if `keep-alive` is.
+ */
+function persistent(headers: FlatHeaders, minor: number): boolean {
+  let close = false;
+  let keepAlive = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!nameIs(headers[i]!, "connection")) continue;
+    for (const token of headers[i + 1]!.split(",")) {
+      const t = token.trim().toLowerCase();
+      if (t === "close") close = true;
+      else if (t === "keep-alive") keepAlive = true;
+    }
+  }
+  return !close && (minor === 1 || keepAlive);
 }

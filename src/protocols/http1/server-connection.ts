@@ -858,6 +858,7 @@ export class ServerConnection {
     let transferEncoding: string | null = null;
     let expect: string | null = null;
     let connClose = false;
+    let connKeepAlive = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       switch (name.length) {
@@ -868,9 +869,11 @@ export class ServerConnection {
           }
           break;
         case 10:
-          if (nameIs(name, "connection") && /close/i.test(headers[i + 1]!)) {
+          if (nameIs(name, "connection") && /close|keep-alive/i.test(headers[i + 1]!)) {
             for (const t of headers[i + 1]!.split(",")) {
-              if (t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase() === "close") connClose = true;
+              const token = t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase();
+              if (token === "close") connClose = true;
+              else if (token === "keep-alive") connKeepAlive = true;
             }
           }
           break;
@@ -919,6 +922,9 @@ export class ServerConnection {
       }
       chunked = true;
     }
+    // RFC 9112 §9.3: HTTP/1.0 persists only with keep-alive listed (llhttp
+    // misses the token when a tab follows it).
+    if (minor === 0 && connKeepAlive) keepAlive = true;
     if (connClose) keepAlive = false;
     if (minor === 0 && transferEncoding !== null) keepAlive = false;
     if (this.#protoMatched !== PROTOCOL_PREFIX.length) {
