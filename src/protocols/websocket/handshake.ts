@@ -319,7 +319,7 @@ export function serverHandshake(request: UpgradeRequest, options: ServerHandshak
   // compression off it is ignored, malformed or not, as Tornado ignores the
   // extensions it does not use (RFC 6455 §9.1 leaves the choice to the server).
   const extensionValues = pmd === false ? [] : headerValues(headers, "sec-websocket-extensions");
-  if (extensionValues.length > 0) {
+  if (pmd !== false && extensionValues.length > 0) {
     let extensions: Extension[];
     try {
       extensions = parseExtensions(extensionValues);
