@@ -27,9 +27,11 @@ function readReport(file) {
     failed: report.numFailedTests ?? 0,
     skipped: (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0),
   };
-  // A test file that failed to load counts as a failure of its own.
+  // A test file that failed with no failed test (it did not load, or a hook
+  // such as beforeAll failed and its tests were skipped) counts as a failure
+  // of its own.
   for (const suite of report.testResults ?? []) {
-    if (suite.status === "failed" && (suite.assertionResults ?? []).length === 0) counts.failed++;
+    if (suite.status === "failed" && !(suite.assertionResults ?? []).some((test) => test.status === "failed")) counts.failed++;
   }
   return { counts };
 }
