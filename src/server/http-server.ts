@@ -271,10 +271,14 @@ export class HTTPServer {
   async close(options: CloseOptions = {}): Promise<void> {
     this.#closing = true;
     const listeners = this.#listeners.splice(0);
-    await Promise.all(listeners.map((l) => l.close()));
+    const stopped = Promise.all(listeners.map((l) => l.close()));
+    // Connections learn of the shutdown at once, not after the listeners
+    // have closed: a response that finishes meanwhile carries
+    // `Connection: close`.
     const waits: Promise<void>[] = [];
     for (const driver of this.#connections) waits.push(driver.closeGracefully());
     for (const entry of this.#upgraded) waits.push(Promise.resolve(entry.onShutdown()).then(() => entry.released));
+    await stopped;
     if (waits.length === 0) return;
     const all = Promise.all(waits).then(() => undefined);
     const timeout = options.timeout ?? Infinity;
