@@ -115,6 +115,20 @@ describe("against typhoon's WebSocketHandler", () => {
     await server.close();
   });
 
+  it("close() takes the codes that may be sent (1012-1014 included) and throws for the others, staying open", async () => {
+    const { transport, server } = await echoServer();
+    const ws = await websocketConnect("ws://localhost/ws", { transport });
+    for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000]) {
+      expect(() => ws.close(code), `code ${code}`).toThrow(expect.objectContaining({ code: "WS_ERR_INVALID_CLOSE_CODE" }));
+    }
+    expect(ws.isClosing).toBe(false);
+    await ws.writeMessage("still open");
+    expect(await ws.readMessage()).toBe("still open");
+    await ws.close(1013, "try again later");
+    expect([ws.closeCode, ws.closeReason]).toEqual([1013, ""]); // the server echoes the code
+    await server.close();
+  });
+
   it("iterates over messages until the server closes, with its code and reason", async () => {
     const { transport } = await echoServer();
     const ws = await websocketConnect("ws://localhost/ws", { transport });

@@ -284,6 +284,19 @@ describe("the lifecycle", () => {
     ]);
   });
 
+  it("close() throws for a code that may not be sent and stays open; 1012-1014 may be sent", async () => {
+    const { Recorder, handlers } = recorder();
+    const t = serveWs([["/ws", Recorder]]);
+    const ws = await t.open("/ws");
+    for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000]) {
+      expect(() => handlers[0]!.close(code), `code ${code}`).toThrow(expect.objectContaining({ code: "WS_ERR_INVALID_CLOSE_CODE" }));
+    }
+    expect(handlers[0]!.isClosing).toBe(false);
+    void handlers[0]!.close(1012, "Service Restart");
+    await flushMemory();
+    expect(closeOf(ws.frames()[0]!)).toEqual({ code: 1012, reason: "Service Restart" });
+  });
+
   it("reports 1006 when the client disappears", async () => {
     const { Recorder, log } = recorder();
     const t = serveWs([["/ws", Recorder]]);
