@@ -70,12 +70,11 @@ const P2 = Buffer.from("f4908080", "hex");
 const P3 = utf8("edited");
 
 /**
- * Text messages whose repeats lie more than 256 bytes back (and over 1 KiB,
- * the default compression threshold): a random
- * 400-character block twice, then the block of the message before (so
- * that, over one context, the next message reaches into the last one). A
- * compressor with a window over 8 bits finds those matches; one that keeps
- * to 8 bits cannot.
+ * Text messages (over the 1 KiB compression threshold) whose repeats lie
+ * more than 256 bytes back: a random 400-character block twice, then the
+ * block of the message before (so that, over one context, the next message
+ * reaches into the last one). A compressor with a window over 8 bits finds
+ * those matches; one that keeps to 8 bits cannot.
  */
 function farMessages(count: number): string[] {
   let seed = 12345;
@@ -371,7 +370,7 @@ describe("section 9: limits and sizes", () => {
   it("9.x: a compressed message of exactly 64 MiB once inflated is echoed; one byte more fails with 1009 while inflating", async () => {
     const size = 64 * 1024 * 1024;
     const exact = await echoCase([frame(BINARY, deflateMessage(Buffer.alloc(size)), { rsv1: true })], { extensions: "permessage-deflate" });
-    expect(exact.frames.map((f) => [f.opcode, f.rsv1])).toEqual([[BINARY, true], [CLOSE, false]].slice(0, exact.frames.length));
+    expect(exact.frames.map((f) => [f.opcode, f.rsv1])).toEqual([[BINARY, true]]);
     const echoed = inflateMessage(exact.frames[0]!.payload);
     expect(echoed.length).toBe(size);
     expect(echoed.equals(Buffer.alloc(size))).toBe(true);

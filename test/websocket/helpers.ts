@@ -224,6 +224,7 @@ const MIRROR_KEY = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
  */
 export function toClientStream(pieces: readonly Uint8Array[]): { pieces: Uint8Array[]; position(offset: number): number } {
   const all = concat(...pieces);
+  const view = Buffer.from(all.buffer, all.byteOffset, all.byteLength);
   const out: Uint8Array[] = [];
   // Breakpoints [offset in `all`, offset in the output]: linear between them,
   // clamped to the next one (a removed key), the later of two at one offset winning (an added key).
@@ -246,7 +247,6 @@ export function toClientStream(pieces: readonly Uint8Array[]): { pieces: Uint8Ar
     head[1]! ^= 0x80;
     push(head);
     if (headEnd > all.length) break;
-    const view = Buffer.from(all.buffer, all.byteOffset, all.byteLength);
     const length = len7 === 126 ? view.readUInt16BE(i + 2) : len7 === 127 ? view.readUInt32BE(i + 2) * 2 ** 32 + view.readUInt32BE(i + 6) : len7;
     i = headEnd;
     let key: Uint8Array;
