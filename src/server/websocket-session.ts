@@ -636,6 +636,16 @@ export class WebSocketSession {
   #onData(chunk: Uint8Array): void {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & EOF) !== 0) return;
     if (this.#pingTimer !== null || this.#pingCheckTimer !== null) this.#lastReceived = this.#clock.now();
+    if ((this.#flags & WAITING) !== 0) {
+      // Input while a handler promise holds the events: keep it in the
+      // engine and stop reading until the promise settles (see #updateReading).
+      this.#engine.receiveData(chunk);
+      if ((this.#flags & (WAITING | READ_PAUSED | ENDED | TRANSPORT_CLOSED)) === WAITING) {
+        this.#flags |= READ_PAUSED;
+        this.#connection.pause();
+      }
+      return;
+    }
     this.#engine.receiveData(chunk);
     this.#pump();
   }
@@ -856,9 +866,19 @@ export class WebSocketSession {
     this.#scheduleFlush();
   }
 
+  /**
+   * Pauses reading before `start`, and resumes it once started and no
+   * handler promise holds the events. A handler promise does not pause the
+   * transport by itself: most settle within the read (a send that the
+   * transport took at once), and a pause and resume per message cost two
+   * system calls each (libuv re-registers the socket with epoll). Input
+   * that arrives while a promise holds the events goes to the engine, and
+   * only then is reading paused (`onData`), so at most one read is held.
+   */
   #updateReading(): void {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
-    const pause = (this.#flags & ENDED) === 0 && ((this.#flags & STARTED) === 0 || (this.#flags & WAITING) !== 0);
+    const flags = this.#flags;
+    const pause = (flags & ENDED) === 0 && ((flags & STARTED) === 0 || ((flags & WAITING) !== 0 && (flags & READ_PAUSED) !== 0));
     if (pause !== ((this.#flags & READ_PAUSED) !== 0)) {
       this.#flags = pause ? this.#flags | READ_PAUSED : this.#flags & ~READ_PAUSED;
       if (pause) this.#connection.pause();

@@ -6,6 +6,7 @@
 import { Buffer } from "node:buffer";
 import { describe, expect, it } from "vitest";
 import { VirtualClock } from "../../src/core/clock";
+import type { Connection } from "../../src/core/transport";
 import { WebSocketClosedError, WebSocketSession, type WebSocketSessionOptions } from "../../src/server/websocket-session";
 import { createPipe, type MemoryPipeOptions } from "../../src/transports/memory";
 import {
@@ -38,6 +39,8 @@ interface Pair {
   clock: VirtualClock;
   logger: RecordingLogger;
   seen: Recorded;
+  /** The session's end of the pipe. */
+  conn: Connection;
   /** Frames the peer received. */
   frames(): ReturnType<typeof parseFrames>;
 }
@@ -73,7 +76,7 @@ function pair(options: PairOptions = {}): Pair {
     },
   });
   if (start !== false) session.start();
-  return { session, peer, clock, logger, seen, frames: () => parseFrames(peer.bytes()) };
+  return { session, peer, clock, logger, seen, conn: sessionEnd, frames: () => parseFrames(peer.bytes()) };
 }
 
 describe("input and batching", () => {
@@ -180,15 +183,19 @@ describe("input and batching", () => {
 });
 
 describe("handler promises", () => {
-  it("takes no further event while onMessage's promise is pending, and pauses the transport", async () => {
+  it("takes no further event while onMessage's promise is pending, and pauses the transport once input arrives meanwhile", async () => {
     const gates = [deferred(), deferred()];
     let calls = 0;
     const t = pair({ onMessage: () => gates[calls++]?.promise });
     t.peer.send(Buffer.concat([frame(TEXT, "1"), frame(TEXT, "2"), frame(PING, "p")]));
     await flushMemory();
     expect(t.seen.messages).toEqual(["1"]);
-    // Input written now stays in the pipe: the session's end is paused.
+    // The first read that comes while the promise is pending is kept in the
+    // engine and pauses reading; what is written after it stays in the pipe.
     t.peer.send(frame(TEXT, "3"));
+    await flushMemory();
+    expect(t.peer.conn.writableLength).toBe(0);
+    t.peer.send(frame(TEXT, "4"));
     await flushMemory();
     expect(t.peer.conn.writableLength).toBeGreaterThan(0);
     expect(t.seen.messages).toEqual(["1"]);
@@ -198,10 +205,26 @@ describe("handler promises", () => {
     expect(t.seen.pings).toEqual([]);
     gates[1]!.resolve();
     await flushMemory();
-    expect(t.seen.messages).toEqual(["1", "2", "3"]);
+    expect(t.seen.messages).toEqual(["1", "2", "3", "4"]);
     expect(t.seen.pings).toEqual(["p"]);
     expect(t.frames().map((f) => f.opcode)).toEqual([PONG]);
     expect(t.peer.conn.writableLength).toBe(0);
+  });
+
+  it("does not pause the transport for a promise that settles before more input arrives", async () => {
+    const t = pair({ onMessage: () => Promise.resolve() });
+    let pauses = 0;
+    const pause = t.conn.pause.bind(t.conn);
+    t.conn.pause = () => {
+      pauses++;
+      pause();
+    };
+    for (let i = 0; i < 5; i++) {
+      t.peer.send(frame(TEXT, String(i)));
+      await flushMemory();
+    }
+    expect(t.seen.messages).toEqual(["0", "1", "2", "3", "4"]);
+    expect(pauses).toBe(0);
   });
 
   it("closes with 1011 when onMessage throws or rejects, and delivers nothing more", async () => {
