@@ -44,7 +44,8 @@ export function taskId(): number | null {
  * Forks `n` worker processes (`0` or less: one per CPU) and returns, in each
  * worker, its task id. In the primary it never resolves: the primary
  * supervises the workers, restarts those that crash, and exits when they are
- * all gone. On SIGTERM or SIGINT it passes SIGTERM on to the workers; on a
+ * all gone: with 0, or with 1 if a worker exited with an error while
+ * stopping. On SIGTERM or SIGINT it passes SIGTERM on to the workers; on a
  * second signal it kills them (SIGKILL) and exits with 1.
  *
  * @example
@@ -81,8 +82,14 @@ export function forkProcesses(n: number, options: ForkOptions = {}): Promise<num
     const id = byWorker.get(worker);
     byWorker.delete(worker);
     if (id === undefined) return;
-    if (stopping || (code === 0 && signal === null)) {
+    if ((code === 0 && signal === null) || (stopping && signal === "SIGTERM")) {
+      // Exiting on the SIGTERM passed on is a clean stop for a worker that
+      // does not handle it (no shutdownOnSignals).
       logger.info(`Worker ${id} (pid ${worker.process.pid}) exited`);
+    } else if (stopping) {
+      // A worker that failed to stop cleanly makes the whole stop a failure.
+      logger.warn(`Worker ${id} (pid ${worker.process.pid}) exited with ${signal ?? `exit code ${code}`} while stopping`);
+      process.exitCode = 1;
     } else {
       logger.warn(`Worker ${id} (pid ${worker.process.pid}) died with ${signal ?? `exit code ${code}`}`);
       if (restarts >= maxRestarts) {

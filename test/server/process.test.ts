@@ -247,6 +247,16 @@ describe("forkProcesses", () => {
     expect(exits.filter((l) => !l.endsWith(" 3"))[0]).toMatch(/^[01] 0$/);
   });
 
+  it("exits with 1 when a worker fails to stop cleanly", async () => {
+    const app = await startApp({ STOP_FAILS: "1", WORK_MS: "0" });
+    process.kill(app.child.pid!, "SIGTERM");
+    expect(await app.exited).toBe(1);
+    expect(linesStarting(app.lines, "exit").sort()).toEqual(["0 0", "1 2"]);
+    const failed = listening(app).find((w) => w.id === "1")!;
+    expect(app.lines).toContain(`primary warn Worker 1 (pid ${failed.pid}) exited with exit code 2 while stopping`);
+    expect(linesStarting(app.lines, "crashing")).toEqual([]);
+  });
+
   // SIGTERM goes to the primary, which passes it on (a service manager
   // stopping the app); SIGINT goes to the whole process group, as a
   // terminal's Ctrl-C does.
