@@ -878,9 +878,10 @@ export class WebSocketSession {
   #updateReading(): void {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     const flags = this.#flags;
-    const pause = (flags & ENDED) === 0 && ((flags & STARTED) === 0 || ((flags & WAITING) !== 0 && (flags & READ_PAUSED) !== 0));
-    if (pause !== ((this.#flags & READ_PAUSED) !== 0)) {
-      this.#flags = pause ? this.#flags | READ_PAUSED : this.#flags & ~READ_PAUSED;
+    const paused = (flags & READ_PAUSED) !== 0;
+    const pause = (flags & ENDED) === 0 && ((flags & STARTED) === 0 || ((flags & WAITING) !== 0 && paused));
+    if (pause !== paused) {
+      this.#flags = pause ? flags | READ_PAUSED : flags & ~READ_PAUSED;
       if (pause) this.#connection.pause();
       else this.#connection.resume();
     }

@@ -13,8 +13,9 @@
  * settles), then `onMessage` for each message (an async `onMessage` holds
  * back the next one, as Tornado awaits it), `onPing`/`onPong`, and
  * `onClose(code, reason)` once the connection is closed (`closeCode` and
- * `closeReason` are set too, as Tornado's `close_code`/`close_reason`). An error thrown by `open` or `onMessage` is logged
- * and closes the connection with 1011; the server goes on serving. When
+ * `closeReason` are set too, as Tornado's `close_code`/`close_reason`). An
+ * error thrown by `open` or `onMessage` is logged and closes the
+ * connection with 1011; the server goes on serving. When
  * the server shuts down gracefully, open WebSockets are closed with 1001.
  *
  * Settings (application settings, as Tornado's, but in milliseconds):

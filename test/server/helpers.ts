@@ -1,5 +1,6 @@
 import { concatBytes, utf8Decode } from "../../src/core/bytes";
 import type { Connection } from "../../src/core/transport";
+import type { VirtualClock } from "../../src/core/clock";
 import type { HTTPServer } from "../../src/server";
 import { createPipe, flushMemory, type MemoryPipeOptions } from "../../src/transports/memory";
 
@@ -53,3 +54,20 @@ export function statusLines(text: string): string[] {
 }
 
 export { flushMemory };
+
+/** A promise and its settlers, for handlers that wait on the test. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Moves the virtual clock on by `ms` and lets the memory pipes deliver what follows. */
+export async function advance(clock: VirtualClock, ms: number): Promise<void> {
+  clock.advance(ms);
+  await flushMemory();
+}

@@ -5,19 +5,9 @@ import { HTTPServer, type HTTPMessageDelegate, type HTTPServerRequest } from "..
 import { TestClient } from "../../src/testing";
 import type { Connection } from "../../src/core/transport";
 import { createPipe, MemoryTransport } from "../../src/transports/memory";
-import { connect, flushMemory, statusLines } from "./helpers";
+import { connect, deferred, flushMemory, statusLines } from "./helpers";
 
 const quiet = { logger: silentLogger };
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 /** Records what a client end receives; closes when the server closes, as real clients do. */
 function record(conn: Connection): { send(text: string): void; text(): string; closed: boolean } {

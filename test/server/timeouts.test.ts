@@ -4,17 +4,9 @@ import { describe, expect, it } from "vitest";
 import { VirtualClock } from "../../src/core/clock";
 import { silentLogger } from "../../src/core/log";
 import { HTTPServer } from "../../src/server";
-import { connect, flushMemory, statusLines } from "./helpers";
+import { advance, connect, deferred, flushMemory, statusLines } from "./helpers";
 
 const quiet = { logger: silentLogger };
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-}
 
 describe("the idle timeout after an answer that came later", () => {
   it("starts when an asynchronous response finishes, and closes the connection idleTimeout after it", async () => {
@@ -27,17 +19,14 @@ describe("the idle timeout after an answer that came later", () => {
     const raw = connect(server);
     raw.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     await flushMemory();
-    clock.advance(5000);
-    await flushMemory();
+    await advance(clock, 5000);
     expect(raw.ended).toBe(false);
     gate.resolve();
     await flushMemory();
     expect(raw.text()).toContain("late");
-    clock.advance(999);
-    await flushMemory();
+    await advance(clock, 999);
     expect(raw.ended).toBe(false);
-    clock.advance(1);
-    await flushMemory();
+    await advance(clock, 1);
     expect(raw.ended).toBe(true);
     expect(server.connectionCount).toBe(0);
   });
@@ -58,11 +47,9 @@ describe("the idle timeout after an answer that came later", () => {
     gate.resolve();
     await flushMemory();
     expect(raw.text()).toMatch(/0\r\n\r\n$/);
-    clock.advance(1999);
-    await flushMemory();
+    await advance(clock, 1999);
     expect(raw.ended).toBe(false);
-    clock.advance(1);
-    await flushMemory();
+    await advance(clock, 1);
     expect(raw.ended).toBe(true);
   });
 
@@ -80,14 +67,12 @@ describe("the idle timeout after an answer that came later", () => {
     await flushMemory();
     gates[0]!.resolve();
     await flushMemory();
-    clock.advance(5000);
-    await flushMemory();
+    await advance(clock, 5000);
     expect(raw.ended).toBe(false);
     gates[1]!.resolve();
     await flushMemory();
     expect(statusLines(raw.text())).toHaveLength(2);
-    clock.advance(1000);
-    await flushMemory();
+    await advance(clock, 1000);
     expect(raw.ended).toBe(true);
   });
 });
@@ -104,14 +89,11 @@ describe("the body timeout of pipelined requests", () => {
     await flushMemory();
     expect(statusLines(raw.text())).toEqual(["HTTP/1.1 200 OK"]);
     // A's deadline (t = 2000) must not apply to B, whose body began at t = 1500.
-    clock.advance(1000);
-    await flushMemory();
+    await advance(clock, 1000);
     expect(raw.ended).toBe(false);
-    clock.advance(999);
-    await flushMemory();
+    await advance(clock, 999);
     expect(raw.ended).toBe(false);
-    clock.advance(1);
-    await flushMemory();
+    await advance(clock, 1);
     expect(statusLines(raw.text())).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 408 Request Timeout"]);
     expect(raw.ended).toBe(true);
   });
@@ -128,8 +110,7 @@ describe("the body timeout of pipelined requests", () => {
       await flushMemory();
     }
     expect(raw.ended).toBe(false);
-    clock.advance(200);
-    await flushMemory();
+    await advance(clock, 200);
     expect(statusLines(raw.text())).toEqual(["HTTP/1.1 408 Request Timeout"]);
   });
 });

@@ -17,7 +17,7 @@ import { asBuffer, concatBytes, toBytes, type BytesLike, EMPTY_BYTES } from "../
 import { LocalProtocolError, RemoteProtocolError } from "../../core/errors";
 import type { FlatHeaders } from "../../core/headers";
 import { CB_ERROR, CB_OK, CB_PAUSE, CB_SKIP_BODY, CB_UPGRADE, ExecuteResult, LlhttpParser, type LlhttpHandler } from "./llhttp";
-import { assertHeader, joinParts, nameIs, parseContentLength, type OutputParts } from "./serialize";
+import { assertHeader, CONNECTION_CLOSE, CONNECTION_KEEP_ALIVE, connectionOptions, joinParts, nameIs, parseContentLength, type OutputParts } from "./serialize";
 
 /** Default limit on a response head: 64 KiB, as on the server side. */
 export const DEFAULT_CLIENT_MAX_HEADER_BYTES = 64 * 1024;
@@ -515,15 +515,9 @@ export class ClientConnection {
  * only if `keep-alive` is.
  */
 function persistent(headers: FlatHeaders, minor: number): boolean {
-  let close = false;
-  let keepAlive = false;
+  let options = 0;
   for (let i = 0; i < headers.length; i += 2) {
-    if (!nameIs(headers[i]!, "connection")) continue;
-    for (const token of headers[i + 1]!.split(",")) {
-      const t = token.trim().toLowerCase();
-      if (t === "close") close = true;
-      else if (t === "keep-alive") keepAlive = true;
-    }
+    if (nameIs(headers[i]!, "connection")) options |= connectionOptions(headers[i + 1]!);
   }
-  return !close && (minor === 1 || keepAlive);
+  return (options & CONNECTION_CLOSE) === 0 && (minor === 1 || (options & CONNECTION_KEEP_ALIVE) !== 0);
 }

@@ -56,6 +56,27 @@ function checkHeader(name: string, value: string): void {
   }
 }
 
+/** {@link connectionOptions}: `close` is listed. */
+export const CONNECTION_CLOSE = 1;
+/** {@link connectionOptions}: `keep-alive` is listed. */
+export const CONNECTION_KEEP_ALIVE = 2;
+
+/**
+ * The persistence options of a Connection header value (RFC 9112 §9.3): a
+ * bit set of {@link CONNECTION_CLOSE} and {@link CONNECTION_KEEP_ALIVE},
+ * tokens compared without case, optional whitespace around each ignored.
+ */
+export function connectionOptions(value: string): number {
+  if (!/close|keep-alive/i.test(value)) return 0;
+  let options = 0;
+  for (const t of value.split(",")) {
+    const token = t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase();
+    if (token === "close") options |= CONNECTION_CLOSE;
+    else if (token === "keep-alive") options |= CONNECTION_KEEP_ALIVE;
+  }
+  return options;
+}
+
 /** ASCII-case-insensitive comparison of a header name with a lowercase name. */
 export function nameIs(name: string, lower: string): boolean {
   const n = name.length;

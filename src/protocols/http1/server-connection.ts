@@ -35,7 +35,7 @@ import { LocalProtocolError, RemoteProtocolError } from "../../core/errors";
 import type { FlatHeaders } from "../../core/headers";
 import { httpDate } from "./date";
 import { CB_ERROR, CB_OK, CB_PAUSE, ExecuteResult, LlhttpParser, type LlhttpHandler } from "./llhttp";
-import { assertHeader, joinParts, nameIs, parseContentLength, type OutputParts } from "./serialize";
+import { assertHeader, CONNECTION_CLOSE, CONNECTION_KEEP_ALIVE, connectionOptions, joinParts, nameIs, parseContentLength, type OutputParts } from "./serialize";
 import { reasonPhrase } from "./status";
 
 /** Default limit on the bytes of a request head: 64 KiB, as Tornado (Node and h11 use 16 KiB). */
@@ -857,8 +857,7 @@ export class ServerConnection {
     let contentLength: string | null = null;
     let transferEncoding: string | null = null;
     let expect: string | null = null;
-    let connClose = false;
-    let connKeepAlive = false;
+    let connection = 0;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       switch (name.length) {
@@ -869,13 +868,7 @@ export class ServerConnection {
           }
           break;
         case 10:
-          if (nameIs(name, "connection") && /close|keep-alive/i.test(headers[i + 1]!)) {
-            for (const t of headers[i + 1]!.split(",")) {
-              const token = t.replace(/^[ \t]+|[ \t]+$/g, "").toLowerCase();
-              if (token === "close") connClose = true;
-              else if (token === "keep-alive") connKeepAlive = true;
-            }
-          }
+          if (nameIs(name, "connection")) connection |= connectionOptions(headers[i + 1]!);
           break;
         case 6:
           if (nameIs(name, "expect")) expect = expect === null ? headers[i + 1]! : `${expect}, ${headers[i + 1]}`;
@@ -924,8 +917,8 @@ export class ServerConnection {
     }
     // RFC 9112 §9.3: HTTP/1.0 persists only with keep-alive listed (llhttp
     // misses the token when a tab follows it).
-    if (minor === 0 && connKeepAlive) keepAlive = true;
-    if (connClose) keepAlive = false;
+    if (minor === 0 && (connection & CONNECTION_KEEP_ALIVE) !== 0) keepAlive = true;
+    if ((connection & CONNECTION_CLOSE) !== 0) keepAlive = false;
     if (minor === 0 && transferEncoding !== null) keepAlive = false;
     if (this.#protoMatched !== PROTOCOL_PREFIX.length) {
       return this.#failFromParser(new RemoteProtocolError("ERR_INVALID_PROTOCOL", "Cannot serve the request: it is not HTTP", { status: 400 }));

@@ -318,18 +318,20 @@ export function serverHandshake(request: UpgradeRequest, options: ServerHandshak
   // The header is read only when there is something to negotiate: with
   // compression off it is ignored, malformed or not, as Tornado ignores the
   // extensions it does not use (RFC 6455 §9.1 leaves the choice to the server).
-  const extensionValues = pmd === false ? [] : headerValues(headers, "sec-websocket-extensions");
-  if (pmd !== false && extensionValues.length > 0) {
-    let extensions: Extension[];
-    try {
-      extensions = parseExtensions(extensionValues);
-    } catch (error) {
-      return { ok: false, status: 400, headers: [], error: error as RemoteProtocolError };
-    }
-    const negotiated = negotiateDeflate(extensions, pmd === true ? {} : pmd);
-    if (negotiated !== null) {
-      deflate = negotiated.params;
-      extensionsResponse = negotiated.response;
+  if (pmd !== false) {
+    const extensionValues = headerValues(headers, "sec-websocket-extensions");
+    if (extensionValues.length > 0) {
+      let extensions: Extension[];
+      try {
+        extensions = parseExtensions(extensionValues);
+      } catch (error) {
+        return { ok: false, status: 400, headers: [], error: error as RemoteProtocolError };
+      }
+      const negotiated = negotiateDeflate(extensions, pmd === true ? {} : pmd);
+      if (negotiated !== null) {
+        deflate = negotiated.params;
+        extensionsResponse = negotiated.response;
+      }
     }
   }
 
