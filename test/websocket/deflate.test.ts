@@ -182,6 +182,21 @@ describe("ZlibDeflateCodec", () => {
     expect(toHex(new ZlibDeflateCodec({ ...P15, serverNoContextTakeover: true }, "server").compress(utf8("Hello")))).toBe("f248cdc9c90700");
   });
 
+  it("finds too much output before corruption that follows it, whether the input comes whole or in pieces", () => {
+    // 3,000 bytes of valid output, then bytes that do not inflate; the limit is 1,000.
+    const valid = zlib.deflateRawSync(Buffer.alloc(3000, 0x61), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    const corrupt = concat(valid, hex("ffffffffff"));
+    const whole = new ZlibDeflateCodec(P15, "client");
+    expect(whole.decompress(corrupt, true, 1000)).toBeNull();
+    for (let cut = 1; cut < corrupt.length; cut++) {
+      const split = new ZlibDeflateCodec(P15, "client");
+      const first = split.decompress(corrupt.subarray(0, cut), false, 1000);
+      if (first !== null) expect(split.decompress(corrupt.subarray(cut), true, 1000 - first.length)).toBeNull();
+    }
+    // Without the limit in the way, the corruption is what fails.
+    expect(() => new ZlibDeflateCodec(P15, "client").decompress(corrupt, true, 1 << 20)).toThrow();
+  });
+
   it("inflates RFC 7692 §7.2.3.2's shared-context 'Hello' twice", () => {
     const c = new ZlibDeflateCodec(P15, "client");
     expect(Buffer.from(c.decompress(hex("f248cdc9c90700"), true, 100)!).toString()).toBe("Hello");

@@ -140,14 +140,19 @@ class StreamingZlib {
     let inLen = input.length;
     for (;;) {
       let out = this.#out;
-      handle.writeSync(flush, input, inOff, inLen, out, 0, out.length);
+      // Room for one byte past the limit at most: zlib stops there, before
+      // it reads further input, so that too much output is found at the same
+      // place in the input (before any corruption that follows it) however
+      // the input was split.
+      const room = maxOutput - total + 1 < out.length ? maxOutput - total + 1 : out.length;
+      handle.writeSync(flush, input, inOff, inLen, out, 0, room);
       if (this.#stream.destroyed) {
         const cause = this.#stream.errored ?? undefined;
         throw new ZlibCodecError(cause?.message ?? "zlib failed", { cause });
       }
       const availOut = state[0]!;
       const availIn = state[1]!;
-      const have = out.length - availOut;
+      const have = room - availOut;
       if (have > 0) {
         total += have;
         if (total > maxOutput) return -1;
