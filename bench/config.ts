@@ -366,6 +366,12 @@ export interface Params {
   /** Memory: rounds (BENCH_MEM_ROUNDS). */
   memRounds: number;
   /**
+   * Memory: connections opened, echoed and closed before the baseline, so
+   * that what is built once (optimized code, buffers) is not counted per
+   * connection (BENCH_MEM_WARMUP).
+   */
+  memWarmup: number;
+  /**
    * Memory: heap snapshots of Node servers before and after opening the
    * connections, and a table of what grew per connection (BENCH_MEM_SNAPSHOT=1).
    */
@@ -427,6 +433,7 @@ export function paramsFromEnv(): Params {
     memConnections: Math.round(numberFromEnv("BENCH_MEM_CONNECTIONS", 10_000, 1)),
     memIdle: numberFromEnv("BENCH_MEM_IDLE", 3, 0),
     memRounds: Math.round(numberFromEnv("BENCH_MEM_ROUNDS", 1, 1)),
+    memWarmup: Math.round(numberFromEnv("BENCH_MEM_WARMUP", 2000, 0)),
     memSnapshot: process.env.BENCH_MEM_SNAPSHOT === "1",
   };
 }

@@ -438,6 +438,14 @@ function openFileLimit(): number {
   return r.stdout.trim() === "unlimited" ? Infinity : Number.isFinite(n) ? n : 0;
 }
 
+/**
+ * Warm-up connections are opened this many at a time (then echoed and
+ * closed): enough handshakes for the JIT to optimize the paths a connection
+ * takes, without growing the heap to hold many connections at once (which
+ * the measured connections would then fill for free).
+ */
+const WARMUP_BATCH = 100;
+
 /** `npm run bench -- memory`: memory per idle WebSocket connection with 10,000 open, typhoon against ws. */
 export async function runMemory(params: Params, only: string[] | null): Promise<Record<string, unknown>> {
   const { servers, skipped } = selectWsServers(only);
@@ -447,10 +455,10 @@ export async function runMemory(params: Params, only: string[] | null): Promise<
   if (limit < n + 100) {
     throw new Error(`Cannot open ${n} connections: the open-file limit is ${limit} per process (ulimit -n); raise it to at least ${n + 100} or set BENCH_MEM_CONNECTIONS`);
   }
-  const warm = Math.min(100, n);
+  const warm = Math.min(params.memWarmup, n);
   console.log(
     `\n## Memory per idle WebSocket connection\n\n${fmtInt(n)} connections from Bun's WebSocket client (bench/ws/idle.ts, one process, CPU ${params.clientCpu}); servers on Node ${process.version}, CPU ${params.serverCpu}, ` +
-      `run with --expose-gc. Per server and compression: ${warm} connections opened, each echoing one message, and closed (so that lazily built code and buffers exist); ` +
+      `run with --expose-gc. Per server and compression: ${fmtInt(warm)} connections opened ${WARMUP_BATCH} at a time, each echoing one message, and closed (so that lazily built and optimized code and buffers exist, without a heap grown for many connections); ` +
       `a full GC (4 times) and process.memoryUsage() as the baseline; ${fmtInt(n)} connections opened and left idle ${params.memIdle} s, GC, measured; ` +
       `then each sends one 32-byte binary message and gets its echo, idle ${params.memIdle} s, GC, measured. Per connection = (after − baseline) / ${fmtInt(n)}. ` +
       `Open-file limit ${limit}; ${params.memRounds} round(s).\n`,
@@ -467,9 +475,11 @@ export async function runMemory(params: Params, only: string[] | null): Promise<
         const ready = ask(client, null, "ready", 30_000);
         try {
           await ready;
-          await ask(client, `open ${warm}`, "opened", 60_000);
-          await ask(client, "message", "echoed", 60_000);
-          await ask(client, "close", "closed", 60_000);
+          for (let done = 0; done < warm; done += WARMUP_BATCH) {
+            await ask(client, `open ${Math.min(WARMUP_BATCH, warm - done)}`, "opened", 60_000);
+            await ask(client, "message", "echoed", 60_000);
+            await ask(client, "close", "closed", 60_000);
+          }
           await sleep(1000);
           const snapshots = params.memSnapshot && server.command[0] === NODE;
           const snapshotFile = (which: string): string => join(RESULTS, "heap", `${def.id}-${compress ? "deflate" : "plain"}-${which}.heapsnapshot`);
