@@ -209,6 +209,116 @@ function statusLine(status: number, reason: string): string {
 /** Bytes of a chunk decoded to text at once for the spans that fall in it. */
 const TEXT_WINDOW = 16 * 1024;
 
+/** Which Connection line the engine adds to a head. */
+const enum ConnectionLine {
+  NONE,
+  CLOSE,
+  KEEP_ALIVE,
+}
+
+/** `HeadLines.added` when the engine added `Transfer-Encoding: chunked`. */
+const ADDED_CHUNKED = -2;
+/** Longer ASCII bodies are not kept with the last head (see `HeadLines.withBody`). */
+const MAX_REMEMBERED_BODY = 512;
+
+/**
+ * A response head's status line and caller's header lines, checked, with
+ * what those headers say about framing; and the last whole head built from
+ * them. A connection keeps the last one: most responses on a connection
+ * repeat the status and headers of the one before.
+ */
+interface HeadLines {
+  readonly status: number;
+  /** The caller gave a reason phrase (never reused: the line is built each time). */
+  readonly reason: boolean;
+  /** A copy of the caller's headers. */
+  readonly headers: readonly string[];
+  /** The status line and one line per header. */
+  readonly text: string;
+  readonly userLength: number;
+  readonly userChunked: boolean;
+  readonly userClose: boolean;
+  readonly userConnection: boolean;
+  readonly userDate: boolean;
+  /** The last whole head (with the blank line), and what the engine added to `text` for it. */
+  full: string | null;
+  added: number;
+  connection: ConnectionLine;
+  date: string | null;
+  /** The last short ASCII body sent in one piece with `full`, and the two joined. */
+  body: string | null;
+  withBody: string;
+}
+
+/** True if `b` holds the same names and values as `a`, in order. */
+function sameHeaders(a: readonly string[], b: FlatHeaders): boolean {
+  const n = a.length;
+  if (b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Checks the caller's headers and builds {@link HeadLines} for them. */
+function headLines(status: number, reason: string | undefined, headers: FlatHeaders): HeadLines {
+  let text = reason !== undefined ? statusLine(status, reason) : (STANDARD_STATUS_LINES[status] ?? statusLine(status, reasonPhrase(status)));
+  let userLength = -1;
+  let userChunked = false;
+  let userClose = false;
+  let userConnection = false;
+  let userDate = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const value = headers[i + 1]!;
+    assertHeader(name, value);
+    switch (name.length) {
+      case 4:
+        if (nameIs(name, "date")) userDate = true;
+        break;
+      case 10:
+        if (nameIs(name, "connection")) {
+          userConnection = true;
+          if (/(^|,)\s*close\s*(,|$)/i.test(value)) userClose = true;
+        }
+        break;
+      case 14:
+        if (nameIs(name, "content-length")) {
+          const n = parseContentLength(value);
+          if (n < 0 || (userLength >= 0 && n !== userLength)) {
+            throw new LocalProtocolError("ERR_INVALID_CONTENT_LENGTH", `Cannot send Content-Length ${JSON.stringify(value)}: it must be one non-negative integer`);
+          }
+          userLength = n;
+        }
+        break;
+      case 17:
+        if (nameIs(name, "transfer-encoding")) {
+          if (value.trim().toLowerCase() !== "chunked") {
+            throw new LocalProtocolError("ERR_INVALID_TRANSFER_ENCODING", `Cannot send Transfer-Encoding ${JSON.stringify(value)}: only chunked is supported`);
+          }
+          userChunked = true;
+        }
+        break;
+    }
+    text += `${name}: ${value}\r\n`;
+  }
+  return {
+    status,
+    reason: reason !== undefined,
+    headers: headers.slice(),
+    text,
+    userLength,
+    userChunked,
+    userClose,
+    userConnection,
+    userDate,
+    full: null,
+    added: -1,
+    connection: ConnectionLine.NONE,
+    date: null,
+    body: null,
+    withBody: "",
+  };
+}
+
 const enum Framing {
   NONE,
   LENGTH,
@@ -321,6 +431,8 @@ export class ServerConnection {
   #trailing: Uint8Array | null = null;
   /** Requests from this id on were dropped by the engine (closing); writes to them are ignored. */
   #dropFrom = Infinity;
+  /** The last response head's lines (see {@link HeadLines}); null before the first. */
+  #lines: HeadLines | null = null;
 
   constructor(options: ServerConnectionOptions = {}) {
     this.#maxHeaderBytes = limit("maxHeaderBytes", options.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, MIN_HEADER_BYTES);
@@ -1122,57 +1234,31 @@ export class ServerConnection {
     if (status === 101 && !slot.upgrade) {
       throw new LocalProtocolError("ERR_NOT_UPGRADE", `Cannot send 101 for request ${slot.id}: it did not ask for an upgrade`);
     }
-    const reason = head.reason ?? reasonPhrase(status);
-    if (head.reason !== undefined && /[\r\n]/.test(reason)) {
+    if (head.reason !== undefined && /[\r\n]/.test(head.reason)) {
       throw new LocalProtocolError("ERR_INVALID_REASON", "Cannot send the response: its reason phrase contains CR or LF");
     }
     const headers = head.headers ?? EMPTY_HEADERS;
-    let text = head.reason === undefined ? (STANDARD_STATUS_LINES[status] ?? statusLine(status, reason)) : statusLine(status, reason);
-    let userLength = -1;
-    let userChunked = false;
-    let userClose = false;
-    let userConnection = false;
-    let userDate = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      const value = headers[i + 1]!;
-      assertHeader(name, value);
-      switch (name.length) {
-        case 4:
-          if (nameIs(name, "date")) userDate = true;
-          break;
-        case 10:
-          if (nameIs(name, "connection")) {
-            userConnection = true;
-            if (/(^|,)\s*close\s*(,|$)/i.test(value)) userClose = true;
-          }
-          break;
-        case 14:
-          if (nameIs(name, "content-length")) {
-            const n = parseContentLength(value);
-            if (n < 0 || (userLength >= 0 && n !== userLength)) {
-              throw new LocalProtocolError("ERR_INVALID_CONTENT_LENGTH", `Cannot send Content-Length ${JSON.stringify(value)}: it must be one non-negative integer`);
-            }
-            userLength = n;
-          }
-          break;
-        case 17:
-          if (nameIs(name, "transfer-encoding")) {
-            if (value.trim().toLowerCase() !== "chunked") {
-              throw new LocalProtocolError("ERR_INVALID_TRANSFER_ENCODING", `Cannot send Transfer-Encoding ${JSON.stringify(value)}: only chunked is supported`);
-            }
-            userChunked = true;
-          }
-          break;
-      }
-      text += `${name}: ${value}\r\n`;
+    // The status line and the caller's header lines, checked: the same as the
+    // last head's when the status and headers are the same (most responses of
+    // a connection), else built and remembered.
+    let lines = this.#lines;
+    if (lines === null || lines.status !== status || head.reason !== undefined || lines.reason || !sameHeaders(lines.headers, headers)) {
+      lines = headLines(status, head.reason, headers);
+      this.#lines = lines;
     }
+    let userLength = lines.userLength;
+    const userChunked = lines.userChunked;
+    const userClose = lines.userClose;
+    const userConnection = lines.userConnection;
+    const userDate = lines.userDate;
     if (userLength >= 0 && userChunked) {
       throw new LocalProtocolError("ERR_INVALID_FRAMING", "Cannot send both Content-Length and Transfer-Encoding (RFC 9112 §6.2)");
     }
 
-    // Framing (RFC 9112 §6.3).
+    // Framing (RFC 9112 §6.3). `added`: the Content-Length line added (its
+    // value), ADDED_CHUNKED for Transfer-Encoding: chunked, or -1.
     let framing: Framing;
+    let added = -1;
     const noBodyStatus = status === 204 || status === 304 || status === 101;
     if (status === 204 || status === 101) {
       // RFC 9110 §8.6: a server MUST NOT send Content-Length in a 1xx or 204.
@@ -1187,7 +1273,7 @@ export class ServerConnection {
       }
       if (slot.isHead && userLength < 0 && !userChunked && knownLength >= 0 && !noBodyStatus) {
         // RFC 9110 §9.3.2: a HEAD response may carry the length a GET would have.
-        text += `Content-Length: ${knownLength}\r\n`;
+        added = knownLength;
       }
     } else if (userLength >= 0) {
       framing = Framing.LENGTH;
@@ -1200,10 +1286,10 @@ export class ServerConnection {
     } else if (knownLength >= 0 && !userChunked) {
       framing = Framing.LENGTH;
       userLength = knownLength;
-      text += `Content-Length: ${knownLength}\r\n`;
+      added = knownLength;
     } else if (!slot.http10) {
       framing = Framing.CHUNKED;
-      if (!userChunked) text += "Transfer-Encoding: chunked\r\n";
+      if (!userChunked) added = ADDED_CHUNKED;
     } else {
       // An HTTP/1.0 client knows no chunked coding: the body ends with the connection.
       if (userChunked) {
@@ -1216,20 +1302,45 @@ export class ServerConnection {
     const closing = this.#state === "done" || this.#state === "error" || this.#drainRequested;
     const closeAfter =
       status !== 101 && (!slot.keepAlive || userClose || framing === Framing.CLOSE || (closing && last) || (slot.expectContinue && !slot.continueSent && !slot.requestDone));
+    let connection = ConnectionLine.NONE;
     if (status !== 101) {
-      if (closeAfter && !userClose) text += "Connection: close\r\n";
-      else if (!closeAfter && slot.http10 && !userConnection) text += "Connection: keep-alive\r\n";
+      if (closeAfter && !userClose) connection = ConnectionLine.CLOSE;
+      else if (!closeAfter && slot.http10 && !userConnection) connection = ConnectionLine.KEEP_ALIVE;
     }
-    if (this.#sendDate && !userDate) text += `Date: ${httpDate(this.#now())}\r\n`;
+    const date = this.#sendDate && !userDate ? httpDate(this.#now()) : null;
+    // The whole head: the last one again when the lines added are the same
+    // (httpDate returns one string per second, so === compares it).
+    if (lines.full === null || lines.added !== added || lines.connection !== connection || lines.date !== date) {
+      let text = lines.text;
+      if (added >= 0) text += `Content-Length: ${added}\r\n`;
+      else if (added === ADDED_CHUNKED) text += "Transfer-Encoding: chunked\r\n";
+      if (connection === ConnectionLine.CLOSE) text += "Connection: close\r\n";
+      else if (connection === ConnectionLine.KEEP_ALIVE) text += "Connection: keep-alive\r\n";
+      if (date !== null) text += `Date: ${date}\r\n`;
+      lines.full = text + "\r\n";
+      lines.added = added;
+      lines.connection = connection;
+      lines.date = date;
+      lines.body = null;
+      lines.withBody = "";
+    }
     slot.framing = framing;
     slot.remaining = framing === Framing.LENGTH ? userLength : 0;
     slot.closeAfter = closeAfter;
     slot.headSent = true;
     if (asciiBody !== undefined && framing === Framing.LENGTH) {
       slot.remaining -= asciiBody.length;
-      this.#emit(slot, text + "\r\n" + asciiBody);
+      if (asciiBody.length > MAX_REMEMBERED_BODY) {
+        this.#emit(slot, lines.full + asciiBody);
+      } else {
+        if (lines.body !== asciiBody) {
+          lines.withBody = lines.full + asciiBody;
+          lines.body = asciiBody;
+        }
+        this.#emit(slot, lines.withBody);
+      }
     } else {
-      this.#emit(slot, text + "\r\n");
+      this.#emit(slot, lines.full);
     }
     if (status === 101) this.#switchProtocols(slot);
   }
