@@ -715,6 +715,7 @@ export class ServerConnection {
   destroy(): void {
     this.#parser?.destroy();
     this.#parser = null;
+    this.#lines = null;
     this.#pending = [];
     // Responses still open are dropped: later writes to them are ignored.
     this.#dropFrom = Math.min(this.#dropFrom, this.#slots[0]?.id ?? this.#nextId);
