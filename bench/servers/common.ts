@@ -74,6 +74,23 @@ export interface GcReport {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /**
+   * Bytes of V8's young generation (`new_space`) in memory: empty after a
+   * full collection, but its pages stay resident at the size V8 last grew
+   * it to (up to 16 MiB per semispace). 0 where V8's spaces are not known.
+   */
+  youngGeneration: number;
+}
+
+/** The resident size of V8's `new_space`, or 0 where `node:v8` does not tell it (Bun). */
+async function youngGenerationBytes(): Promise<number> {
+  try {
+    const v8 = await import("node:v8");
+    const space = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
+    return space?.physical_space_size ?? 0;
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -109,7 +126,14 @@ export function gcOnRequest(): void {
         return;
       }
       const m = process.memoryUsage();
-      const report: GcReport = { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+      const report: GcReport = {
+        rss: m.rss,
+        heapTotal: m.heapTotal,
+        heapUsed: m.heapUsed,
+        external: m.external,
+        arrayBuffers: m.arrayBuffers,
+        youngGeneration: await youngGenerationBytes(),
+      };
       process.stdout.write(`gc ${JSON.stringify(report)}\n`);
     })();
   });
