@@ -428,9 +428,7 @@ function ask(child: Child, command: string | null, prefix: string, timeoutMs: nu
 }
 
 async function gcReport(server: Child): Promise<GcReport> {
-  const report = JSON.parse(await ask(server, "gc", "gc ", 30_000)) as GcReport;
-  report.youngGeneration ??= 0;
-  return report;
+  return JSON.parse(await ask(server, "gc", "gc ", 30_000)) as GcReport;
 }
 
 /** Open files allowed per process, as the shell reports it (`ulimit -n`). */
@@ -567,17 +565,12 @@ function memoryTable(runs: MemoryRun[], servers: WsServerDef[], params: Params):
       const group: MemoryRow[] = [];
       for (const def of servers.filter((s) => !(compress && s.noCompression === true))) {
         const mine = runs.filter((r) => r.server === def.id && r.compress === compress);
-        const per = (k: keyof GcReport): number =>
-          median(mine.map((r) => (r.steps.find((s) => s.step === step)!.report[k] - r.baseline[k]) / r.connections));
-        const heapUsed = per("heapUsed");
-        const external = per("external");
-        const rssOld = median(
-          mine.map((r) => {
-            const after = r.steps.find((s) => s.step === step)!.report;
-            return (after.rss - after.youngGeneration - (r.baseline.rss - r.baseline.youngGeneration)) / r.connections;
-          }),
-        );
-        group.push({ server: def.id, name: def.name, compress, step, rss: per("rss"), rssOld, heapUsed, external, js: heapUsed + external });
+        const per = (of: (report: GcReport) => number): number =>
+          median(mine.map((r) => (of(r.steps.find((s) => s.step === step)!.report) - of(r.baseline)) / r.connections));
+        const heapUsed = per((m) => m.heapUsed);
+        const external = per((m) => m.external);
+        const rssOld = per((m) => m.rss - m.youngGeneration);
+        group.push({ server: def.id, name: def.name, compress, step, rss: per((m) => m.rss), rssOld, heapUsed, external, js: heapUsed + external });
       }
       for (const r of group) {
         const t = MEMORY_TARGETS.find((t) => t.server === r.server);

@@ -277,7 +277,7 @@ function headLines(status: number, reason: string | undefined, headers: FlatHead
       case 10:
         if (nameIs(name, "connection")) {
           userConnection = true;
-          if (/(^|,)\s*close\s*(,|$)/i.test(value)) userClose = true;
+          if ((connectionOptions(value) & CONNECTION_CLOSE) !== 0) userClose = true;
         }
         break;
       case 14:
