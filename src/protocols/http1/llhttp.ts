@@ -130,9 +130,13 @@ let current: LlhttpParser | null = null;
 /** Offset in the caller's chunk that maps to `scratchPtr` during this execute. */
 let currentBase = 0;
 
+/**
+ * A view of the wasm memory. Growing the memory detaches its old buffer
+ * (length 0), so the view is made again only then, not per call: reading
+ * `memory.buffer` is a native call.
+ */
 function heap(): Uint8Array {
-  const buffer = wasm!.memory.buffer;
-  if (heapU8 === undefined || heapU8.buffer !== buffer) heapU8 = new Uint8Array(buffer);
+  if (heapU8 === undefined || heapU8.byteLength === 0) heapU8 = new Uint8Array(wasm!.memory.buffer);
   return heapU8;
 }
 

@@ -403,6 +403,8 @@ export class ServerConnection {
 
   // The message being parsed.
   #url = "";
+  /** The method of the request being parsed, read from llhttp once (at its target). */
+  #method = "";
   #headers: FlatHeaders = [];
   #trailers: FlatHeaders | null = null;
   #field = "";
@@ -837,6 +839,7 @@ export class ServerConnection {
         this.#inHead = true;
         this.#state = "head";
         this.#url = "";
+        this.#method = "";
         this.#headers = [];
         this.#trailers = null;
         this.#field = "";
@@ -851,7 +854,10 @@ export class ServerConnection {
         return CB_OK;
       },
       onUrl: (start, length) => {
-        if (this.#url === "") this.#headBytes += this.#parser!.method.length + 12;
+        if (this.#url === "") {
+          this.#method = this.#parser!.method;
+          this.#headBytes += this.#method.length + 12;
+        }
         this.#url += this.#text(start, length);
         this.#protoMatched = 0;
         this.#protoNeed = PROTOCOL_PREFIX.length;
@@ -1047,7 +1053,7 @@ export class ServerConnection {
     this.#msgKeepAlive = keepAlive;
     this.#msgUpgrade = upgrade;
     const expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === "100-continue";
-    const method = parser.method;
+    const method = this.#method !== "" ? this.#method : parser.method;
     this.#slots.push({
       id,
       isHead: method === "HEAD",

@@ -255,6 +255,24 @@ function validateCodecOptions(options: ZlibDeflateCodecOptions): void {
   }
 }
 
+/** `ZlibDeflateCodec`'s bits: our deflate window bits (low 4 bits), the peer's above them, flags. */
+const WINDOW_BITS_MASK = 0xf;
+const INFLATE_BITS_SHIFT = 4;
+const OWN_NO_CONTEXT_TAKEOVER = 1 << 8;
+const PEER_NO_CONTEXT_TAKEOVER = 1 << 9;
+const STATE_FALLBACK = 1 << 10;
+const STATE_CLOSED = 1 << 11;
+
+/** What the one-shot fallback keeps between calls. */
+interface FallbackState {
+  /** Pieces of the message being inflated. */
+  pending: Buffer[] | null;
+  pendingLength: number;
+  /** The window of what was sent and received, as the next call's dictionary. */
+  sentHistory: Buffer;
+  receivedHistory: Buffer;
+}
+
 /** Keeps the last `size` bytes of plaintext: the peer's LZ77 window. */
 function slide(history: Buffer, data: Uint8Array, size: number): Buffer {
   if (data.length >= size) return Buffer.from(data.subarray(data.length - size));
@@ -280,21 +298,17 @@ function slide(history: Buffer, data: Uint8Array, size: number): Buffer {
  * ```
  */
 export class ZlibDeflateCodec implements DeflateCodec {
-  readonly #deflateBits: number;
-  readonly #inflateBits: number;
-  readonly #ownNoContextTakeover: boolean;
-  readonly #peerNoContextTakeover: boolean;
+  /**
+   * The negotiated parameters and the codec's state in one number (an idle
+   * connection keeps its codec, so it is kept small): see the `CONFIG_*`
+   * and `STATE_*` bits.
+   */
+  #bits: number;
   readonly #options: ZlibDeflateCodecOptions;
   #deflate: StreamingZlib | null = null;
   #inflate: StreamingZlib | null = null;
-  #fallback: boolean;
-  #closed = false;
-  // Fallback state.
-  /** Pieces of the message being inflated; made on first use (the streaming path never needs it). */
-  #pending: Buffer[] | null = null;
-  #pendingLength = 0;
-  #sentHistory: Buffer = EMPTY;
-  #receivedHistory: Buffer = EMPTY;
+  /** The one-shot fallback's state, made when the fallback is first used. */
+  #fb: FallbackState | null = null;
 
   constructor(params: PerMessageDeflateParams, role: "server" | "client", options: ZlibDeflateCodecOptions = {}) {
     if (role !== "server" && role !== "client") throw new TypeError(`role must be "server" or "client", got ${String(role)}`);
@@ -305,14 +319,39 @@ export class ZlibDeflateCodec implements DeflateCodec {
     for (const bits of [own, peer]) {
       if (!Number.isInteger(bits) || bits < 8 || bits > MAX_WINDOW_BITS) throw new RangeError(`window bits must be in 8..15, got ${bits}`);
     }
+    const ownNoContextTakeover = isServer ? params.serverNoContextTakeover : params.clientNoContextTakeover;
+    const peerNoContextTakeover = isServer ? params.clientNoContextTakeover : params.serverNoContextTakeover;
     // zlib has no raw deflate with an 8-bit window; 9 stays within 8's
     // distances (see the module notes).
-    this.#deflateBits = Math.max(own, 9);
-    this.#inflateBits = peer;
-    this.#ownNoContextTakeover = isServer ? params.serverNoContextTakeover : params.clientNoContextTakeover;
-    this.#peerNoContextTakeover = isServer ? params.clientNoContextTakeover : params.serverNoContextTakeover;
+    this.#bits =
+      Math.max(own, 9) |
+      (peer << INFLATE_BITS_SHIFT) |
+      (ownNoContextTakeover ? OWN_NO_CONTEXT_TAKEOVER : 0) |
+      (peerNoContextTakeover ? PEER_NO_CONTEXT_TAKEOVER : 0) |
+      (options.forceFallback === true ? STATE_FALLBACK : 0);
     this.#options = options;
-    this.#fallback = options.forceFallback === true;
+  }
+
+  get #deflateBits(): number {
+    return this.#bits & WINDOW_BITS_MASK;
+  }
+  get #inflateBits(): number {
+    return (this.#bits >> INFLATE_BITS_SHIFT) & WINDOW_BITS_MASK;
+  }
+  get #ownNoContextTakeover(): boolean {
+    return (this.#bits & OWN_NO_CONTEXT_TAKEOVER) !== 0;
+  }
+  get #peerNoContextTakeover(): boolean {
+    return (this.#bits & PEER_NO_CONTEXT_TAKEOVER) !== 0;
+  }
+  get #fallback(): boolean {
+    return (this.#bits & STATE_FALLBACK) !== 0;
+  }
+  get #closed(): boolean {
+    return (this.#bits & STATE_CLOSED) !== 0;
+  }
+  #fallbackState(): FallbackState {
+    return (this.#fb ??= { pending: null, pendingLength: 0, sentHistory: EMPTY, receivedHistory: EMPTY });
   }
 
   /** True when the one-shot fallback is in use. */
@@ -334,7 +373,7 @@ export class ZlibDeflateCodec implements DeflateCodec {
   #streaming(kind: "deflate" | "inflate"): StreamingZlib | null {
     if (this.#fallback) return null;
     if (!streamingWorks()) {
-      this.#fallback = true;
+      this.#bits |= STATE_FALLBACK;
       return null;
     }
     const stream =
@@ -343,7 +382,7 @@ export class ZlibDeflateCodec implements DeflateCodec {
         : zlib.createInflateRaw({ windowBits: this.#inflateBits, chunkSize: this.#options.chunkSize ?? 16 * 1024 });
     if (!StreamingZlib.available(stream)) {
       stream.close();
-      this.#fallback = true;
+      this.#bits |= STATE_FALLBACK;
       return null;
     }
     return new StreamingZlib(stream, this.#options.chunkSize ?? 16 * 1024);
@@ -359,10 +398,11 @@ export class ZlibDeflateCodec implements DeflateCodec {
       out = join(pieces, total);
       if (this.#ownNoContextTakeover) engine.reset();
     } else {
+      const fb = this.#fallbackState();
       const opts: zlib.ZlibOptions = { ...this.#deflateOptions(), finishFlush: Z_SYNC_FLUSH };
-      if (!this.#ownNoContextTakeover && this.#sentHistory.length > 0) opts.dictionary = this.#sentHistory;
+      if (!this.#ownNoContextTakeover && fb.sentHistory.length > 0) opts.dictionary = fb.sentHistory;
       out = zlib.deflateRawSync(data, opts);
-      if (!this.#ownNoContextTakeover) this.#sentHistory = slide(this.#sentHistory, data, 1 << this.#deflateBits);
+      if (!this.#ownNoContextTakeover) fb.sentHistory = slide(fb.sentHistory, data, 1 << this.#deflateBits);
     }
     // RFC 7692 §7.2.1: "Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail end."
     const payload = endsWithTail(out) ? out.subarray(0, out.length - 4) : out;
@@ -395,22 +435,23 @@ export class ZlibDeflateCodec implements DeflateCodec {
       return join(pieces, total);
     }
     // Fallback: collect the message, inflate it whole at the end.
+    const fb = this.#fallbackState();
     if (data.length > 0) {
-      (this.#pending ??= []).push(Buffer.from(data));
-      this.#pendingLength += data.length;
+      (fb.pending ??= []).push(Buffer.from(data));
+      fb.pendingLength += data.length;
     }
     if (!fin) return EMPTY;
-    const pending = this.#pending ?? [];
+    const pending = fb.pending ?? [];
     pending.push(TAIL);
-    const input = Buffer.concat(pending, this.#pendingLength + 4);
-    this.#pending = null;
-    this.#pendingLength = 0;
+    const input = Buffer.concat(pending, fb.pendingLength + 4);
+    fb.pending = null;
+    fb.pendingLength = 0;
     const opts: zlib.ZlibOptions = {
       windowBits: this.#inflateBits,
       finishFlush: Z_SYNC_FLUSH,
       maxOutputLength: Math.max(1, Math.min(maxOutput + 1, kMaxLength)),
     };
-    if (!this.#peerNoContextTakeover && this.#receivedHistory.length > 0) opts.dictionary = this.#receivedHistory;
+    if (!this.#peerNoContextTakeover && fb.receivedHistory.length > 0) opts.dictionary = fb.receivedHistory;
     let out: Buffer;
     try {
       out = zlib.inflateRawSync(input, opts);
@@ -419,18 +460,17 @@ export class ZlibDeflateCodec implements DeflateCodec {
       throw new ZlibCodecError((error as Error).message, { cause: error });
     }
     if (out.length > maxOutput) return null;
-    if (!this.#peerNoContextTakeover) this.#receivedHistory = slide(this.#receivedHistory, out, 1 << this.#inflateBits);
+    if (!this.#peerNoContextTakeover) fb.receivedHistory = slide(fb.receivedHistory, out, 1 << this.#inflateBits);
     return out;
   }
 
   close(): void {
     if (this.#closed) return;
-    this.#closed = true;
+    this.#bits |= STATE_CLOSED;
     this.#deflate?.close();
     this.#inflate?.close();
     this.#deflate = this.#inflate = null;
-    this.#pending = null;
-    this.#sentHistory = this.#receivedHistory = EMPTY;
+    this.#fb = null;
   }
 }
 
