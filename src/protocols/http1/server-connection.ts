@@ -209,6 +209,60 @@ function statusLine(status: number, reason: string): string {
 /** Bytes of a chunk decoded to text at once for the spans that fall in it. */
 const TEXT_WINDOW = 16 * 1024;
 
+/**
+ * The request fields that frame a message, found by their name's bytes as
+ * llhttp reports it, so that names nobody reads are never decoded and
+ * compared as strings.
+ */
+const enum Field {
+  OTHER = 0,
+  HOST = 1,
+  CONNECTION = 2,
+  EXPECT = 3,
+  CONTENT_LENGTH = 4,
+  TRANSFER_ENCODING = 5,
+  /** The name came in more than one piece: classify the whole string. */
+  SPLIT = 6,
+}
+
+interface FieldName {
+  field: Field;
+  lower: string;
+  bytes: Uint8Array;
+}
+
+/** The framing names by length (each has its own length). */
+const FIELD_BY_LENGTH: Array<FieldName | undefined> = [];
+for (const [field, lower] of [
+  [Field.HOST, "host"],
+  [Field.CONNECTION, "connection"],
+  [Field.EXPECT, "expect"],
+  [Field.CONTENT_LENGTH, "content-length"],
+  [Field.TRANSFER_ENCODING, "transfer-encoding"],
+] as const) {
+  FIELD_BY_LENGTH[lower.length] = { field, lower, bytes: Uint8Array.from(lower, (c) => c.charCodeAt(0)) };
+}
+
+/** Which framing field `chunk[start, start + length)` names, compared without ASCII case. */
+function fieldOfBytes(chunk: Uint8Array, start: number, length: number): Field {
+  const entry = FIELD_BY_LENGTH[length];
+  if (entry === undefined) return Field.OTHER;
+  const lower = entry.bytes;
+  for (let i = 0; i < length; i++) {
+    const c = chunk[start + i]!;
+    const l = lower[i]!;
+    // Equal, or an uppercase ASCII letter whose lowercase is `l`.
+    if (c !== l && (c + 0x20 !== l || c < 0x41 || c > 0x5a)) return Field.OTHER;
+  }
+  return entry.field;
+}
+
+/** {@link fieldOfBytes} for a name that came in pieces. */
+function fieldOfName(name: string): Field {
+  const entry = FIELD_BY_LENGTH[name.length];
+  return entry !== undefined && nameIs(name, entry.lower) ? entry.field : Field.OTHER;
+}
+
 /** Which Connection line the engine adds to a head. */
 const enum ConnectionLine {
   NONE,
@@ -410,6 +464,15 @@ export class ServerConnection {
   #field = "";
   #value = "";
   #inValue = false;
+  /** Which framing field the name being read is ({@link Field}). */
+  #fieldKind = Field.OTHER;
+  // The framing fields of the head being parsed, noted as each is committed.
+  #hosts = 0;
+  #host = "";
+  #contentLength: string | null = null;
+  #transferEncoding: string | null = null;
+  #expect: string | null = null;
+  #connectionOptions = 0;
   #headBytes = 0;
   #inHead = false;
   #inTrailers = false;
@@ -845,6 +908,13 @@ export class ServerConnection {
         this.#field = "";
         this.#value = "";
         this.#inValue = false;
+        this.#fieldKind = Field.OTHER;
+        this.#hosts = 0;
+        this.#host = "";
+        this.#contentLength = null;
+        this.#transferEncoding = null;
+        this.#expect = null;
+        this.#connectionOptions = 0;
         this.#headBytes = 0;
         this.#inTrailers = false;
         this.#msgEmitted = false;
@@ -873,6 +943,7 @@ export class ServerConnection {
       onHeaderField: (start, length) => {
         if (this.#inValue) this.#commitHeader();
         const fresh = this.#field === "";
+        this.#fieldKind = fresh ? fieldOfBytes(this.#chunk, start, length) : Field.SPLIT;
         this.#field += this.#text(start, length);
         return this.#countHead(length + (fresh ? 4 : 0));
       },
@@ -947,10 +1018,39 @@ export class ServerConnection {
     // RFC 9110 §5.5: a field value excludes leading and trailing whitespace.
     const last = value.charCodeAt(value.length - 1);
     if (last === 0x20 || last === 0x09) value = value.replace(/[ \t]+$/, "");
-    (this.#inTrailers ? (this.#trailers ??= []) : this.#headers).push(this.#field, value);
+    if (this.#inTrailers) {
+      (this.#trailers ??= []).push(this.#field, value);
+    } else {
+      this.#headers.push(this.#field, value);
+      const kind = this.#fieldKind;
+      if (kind !== Field.OTHER) this.#noteField(kind === Field.SPLIT ? fieldOfName(this.#field) : kind, value);
+    }
     this.#field = "";
     this.#value = "";
     this.#inValue = false;
+    this.#fieldKind = Field.OTHER;
+  }
+
+  /** Keeps what a framing field of the head says, for {@link #onHeadersComplete}. */
+  #noteField(kind: Field, value: string): void {
+    switch (kind) {
+      case Field.HOST:
+        this.#hosts++;
+        this.#host = value;
+        break;
+      case Field.CONNECTION:
+        this.#connectionOptions |= connectionOptions(value);
+        break;
+      case Field.EXPECT:
+        this.#expect = this.#expect === null ? value : `${this.#expect}, ${value}`;
+        break;
+      case Field.CONTENT_LENGTH:
+        this.#contentLength = value;
+        break;
+      case Field.TRANSFER_ENCODING:
+        this.#transferEncoding = this.#transferEncoding === null ? value : `${this.#transferEncoding}, ${value}`;
+        break;
+    }
   }
 
   #failFromParser(error: RemoteProtocolError): number {
@@ -970,38 +1070,13 @@ export class ServerConnection {
         new RemoteProtocolError("ERR_HTTP_VERSION", `Cannot serve HTTP/${major}.${minor}: only HTTP/1.0 and HTTP/1.1 are supported`, { status: 505 }),
       );
     }
-    // One pass over the headers for the few that frame the message.
-    let hosts = 0;
-    let host = "";
-    let contentLength: string | null = null;
-    let transferEncoding: string | null = null;
-    let expect: string | null = null;
-    let connection = 0;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      switch (name.length) {
-        case 4:
-          if (nameIs(name, "host")) {
-            hosts++;
-            host = headers[i + 1]!;
-          }
-          break;
-        case 10:
-          if (nameIs(name, "connection")) connection |= connectionOptions(headers[i + 1]!);
-          break;
-        case 6:
-          if (nameIs(name, "expect")) expect = expect === null ? headers[i + 1]! : `${expect}, ${headers[i + 1]}`;
-          break;
-        case 14:
-          if (nameIs(name, "content-length")) contentLength = headers[i + 1]!;
-          break;
-        case 17:
-          if (nameIs(name, "transfer-encoding")) {
-            transferEncoding = transferEncoding === null ? headers[i + 1]! : `${transferEncoding}, ${headers[i + 1]}`;
-          }
-          break;
-      }
-    }
+    // The fields that frame the message, noted as they were committed.
+    const hosts = this.#hosts;
+    const host = this.#host;
+    const contentLength = this.#contentLength;
+    const transferEncoding = this.#transferEncoding;
+    const expect = this.#expect;
+    const connection = this.#connectionOptions;
     // RFC 9112 §3.2: a server MUST respond with 400 to an HTTP/1.1 request that
     // lacks a Host header, or to any request with more than one Host line or
     // an invalid Host value.
