@@ -6,6 +6,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { latin1Write } from "../../core/bytes";
 import { LocalProtocolError } from "../../core/errors";
 
 /** RFC 9110 §5.6.2: token = 1*tchar. */
@@ -102,7 +103,9 @@ export function partsLength(parts: OutputParts): number {
 }
 
 /**
- * Joins output parts into one buffer with one allocation.
+ * Joins output parts into one buffer with one allocation: strings are
+ * written into it as latin1 (cheaper than joining them into one string and
+ * encoding that).
  *
  * @example
  * ```ts
@@ -110,15 +113,6 @@ export function partsLength(parts: OutputParts): number {
  * ```
  */
 export function joinParts(parts: OutputParts, total: number): Uint8Array {
-  let allStrings = true;
-  for (let i = 0; i < parts.length; i++) {
-    if (typeof parts[i] !== "string") {
-      allStrings = false;
-      break;
-    }
-  }
-  // Heads and ASCII bodies only (the hello-world case): one string, one copy.
-  if (allStrings) return Buffer.from(parts.length === 1 ? (parts[0] as string) : parts.join(""), "latin1");
   if (parts.length === 1) {
     const only = parts[0]!;
     return typeof only === "string" ? Buffer.from(only, "latin1") : only;
@@ -126,7 +120,7 @@ export function joinParts(parts: OutputParts, total: number): Uint8Array {
   const out = Buffer.allocUnsafe(total);
   let offset = 0;
   for (const p of parts) {
-    if (typeof p === "string") offset += out.write(p, offset, "latin1");
+    if (typeof p === "string") offset += latin1Write(out, p, offset);
     else {
       out.set(p, offset);
       offset += p.byteLength;

@@ -21,10 +21,6 @@
  * @module
  */
 import { isIP } from "node:net";
-import { latin1Bytes } from "../../core/bytes";
-
-/** Text that UTF-8 and latin1 encode to the same bytes. */
-const ASCII = /^[\x00-\x7f]*$/;
 import type { Connection, ConnectionHandler, SocketAddress, StartTlsOptions } from "../../core/transport";
 import type { BunSocket, BunSocketHandler, BunTlsOptions } from "./bun-api";
 import { clientTlsOptions, serverTlsOptions } from "./tls-options";
@@ -268,24 +264,6 @@ export class BunConnection implements Connection {
     if (this.#hasHeld()) this.#scheduleDelivery();
     else this.#updateDelivery();
     this.#syncReading();
-  }
-
-  /**
-   * Writes a string as latin1 bytes. Bun's sockets encode strings as UTF-8,
-   * which is the same bytes for ASCII: such a string goes to the socket as
-   * it is (no buffer made); others are turned into latin1 bytes first.
-   */
-  writeLatin1(text: string): boolean {
-    if (!this.#writable) return false;
-    if (this.#buffered !== 0 || !ASCII.test(text)) return this.write(latin1Bytes(text));
-    const length = text.length;
-    if (length === 0) return true;
-    const written = this.#socket!.write(text);
-    if (written >= length) return true;
-    this.#enqueue(latin1Bytes(text), written > 0 ? written : 0);
-    if (this.#buffered < this.#highWaterMark) return true;
-    this.#needDrain = true;
-    return false;
   }
 
   write(chunk: Uint8Array): boolean {
