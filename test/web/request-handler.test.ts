@@ -403,6 +403,18 @@ describe("status and headers", () => {
     expect(h.getHeader("x")).toBe("tab\tand latin1 é");
   });
 
+  it("checks every header, also right after an equal name or value passed", () => {
+    const h = new RequestHandler(serve([]).app, undefined as never);
+    h.setHeader("X-Ok", "fine");
+    expect(() => h.setHeader("X Ok", "fine")).toThrow(/not a token/);
+    h.setHeader("X-Ok", "fine");
+    expect(() => h.setHeader("X-Ok", "fine\r\nInjected: 1")).toThrow(/not allowed/);
+    h.setHeader("X-Ok", "fine");
+    expect(() => h.addHeader("X-Ok\n", "fine")).toThrow(/not a token/);
+    expect(() => h.setHeader("", "")).toThrow(/not a token/);
+    expect(h.getHeader("X-Ok")).toBe("fine");
+  });
+
   it("setDefaultHeaders and clear", async () => {
     class H extends RequestHandler {
       override setDefaultHeaders() {
@@ -566,6 +578,50 @@ describe("Etag", () => {
     expect(res.headers.get("Etag")).toBe('"v7"');
     expect(res.text).toBe("content v7");
     expect((await t.fetch("GET", "/", { headers: { "If-None-Match": '"v7"' } })).status).toBe(304);
+  });
+});
+
+describe("Etag hooks", () => {
+  it("finish calls an overridden setEtagHeader and checkEtagHeader", async () => {
+    const calls: string[] = [];
+    class Custom extends RequestHandler {
+      get() {
+        this.write("body");
+      }
+      override setEtagHeader() {
+        calls.push("set");
+        this.setHeader("Etag", '"custom"');
+      }
+      override checkEtagHeader() {
+        calls.push("check");
+        return this.request.header("X-Cached") === "yes";
+      }
+    }
+    const t = serve([["/", Custom]]);
+    const fresh = await t.fetch("GET", "/");
+    expect(fresh.status).toBe(200);
+    expect(fresh.headers.get("Etag")).toBe('"custom"');
+    expect(calls).toEqual(["set", "check"]);
+    const cached = await t.fetch("GET", "/", { headers: { "X-Cached": "yes" } });
+    expect(cached.status).toBe(304);
+    expect(cached.body.byteLength).toBe(0);
+    // The client's If-None-Match is the override's business, not finish's.
+    expect((await t.fetch("GET", "/", { headers: { "If-None-Match": '"custom"' } })).status).toBe(200);
+  });
+
+  it("an overridden computeEtag still drives the built-in check", async () => {
+    class Versioned extends RequestHandler {
+      get() {
+        this.write("content");
+      }
+      override computeEtag() {
+        return '"v3"';
+      }
+    }
+    const t = serve([["/", Versioned]]);
+    expect((await t.fetch("GET", "/")).headers.get("Etag")).toBe('"v3"');
+    expect((await t.fetch("GET", "/", { headers: { "If-None-Match": 'W/"v3"' } })).status).toBe(304);
+    expect((await t.fetch("GET", "/", { headers: { "If-None-Match": '"v2"' } })).status).toBe(200);
   });
 });
 
