@@ -70,6 +70,68 @@ describe("(a) pipelined requests: any split gives the same events", () => {
     );
   });
 
+  it("the fields that frame a request are recognized in any letter case and any split", () => {
+    // Host, Connection, Expect, Content-Length and Transfer-Encoding, each in
+    // random case: the events equal those of the same request with the
+    // names as written here, but the names; and whole equals any split.
+    const caseArb = (name: string) =>
+      fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((up) =>
+        Array.from(name, (c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join(""),
+      );
+    const fieldsArb = fc.record({
+      hosts: fc.constantFrom(0, 1, 1, 1, 2),
+      connection: fc.constantFrom(null, "close", "keep-alive", "Keep-Alive, Upgrade-ish", "x, CLOSE"),
+      expect: fc.constantFrom(null, "100-continue", "100-Continue", "something"),
+      body: fc.constantFrom(null, "length", "chunked", "both"),
+      version: fc.constantFrom("1.0", "1.1"),
+      names: fc.tuple(caseArb("host"), caseArb("connection"), caseArb("expect"), caseArb("content-length"), caseArb("transfer-encoding")),
+      other: fc.constantFrom("Hostx", "Hos", "Content-Lengthy", "Expects", "Connectio"),
+    });
+    type Fields = typeof fieldsArb extends fc.Arbitrary<infer T> ? T : never;
+    const build = (f: Fields, names: readonly string[]): string => {
+      const [host, connection, expect, length, te] = names;
+      let head = `POST /x HTTP/${f.version}\r\n`;
+      for (let i = 0; i < f.hosts; i++) head += `${host}: example.com\r\n`;
+      head += `${f.other}: 1\r\n`;
+      if (f.connection !== null) head += `${connection}: ${f.connection}\r\n`;
+      if (f.expect !== null) head += `${expect}: ${f.expect}\r\n`;
+      let body = "";
+      if (f.body === "length" || f.body === "both") head += `${length}: 3\r\n`;
+      if (f.body === "chunked" || f.body === "both") head += `${te}: chunked\r\n`;
+      if (f.body === "length") body = "abc";
+      else if (f.body === "chunked" || f.body === "both") body = "3\r\nabc\r\n0\r\n\r\n";
+      return `${head}\r\n${body}`;
+    };
+    const withoutNames = (events: NormEvent[]) =>
+      events.map((e) => (e.type === "request" ? { ...e, headers: e.headers.filter((_, i) => i % 2 === 1) } : e));
+    fc.assert(
+      fc.property(fieldsArb, splitPoints(400, 12), (f, points) => {
+        const text = build(f, f.names);
+        const plain = feed(makeConn(), [bytes(build(f, ["Host", "Connection", "Expect", "Content-Length", "Transfer-Encoding"]))]);
+        const whole = feed(makeConn(), [bytes(text)]);
+        expect(withoutNames(whole.events)).toEqual(withoutNames(plain.events));
+        expect(feed(makeConn(), splitAt(bytes(text), points)).events).toEqual(whole.events);
+        expect(feed(makeConn(), splitAt(bytes(text), [...Array(text.length).keys()])).events).toEqual(whole.events);
+        // What the fields say, read independently.
+        const first = whole.events[0]!;
+        const badHost = f.hosts > 1 || (f.hosts === 0 && f.version === "1.1");
+        if (badHost) {
+          expect(first).toMatchObject({ type: "error", status: 400 });
+        } else if (f.body === "both") {
+          expect(first.type).toBe("error");
+        } else if (first.type === "request") {
+          const closeListed = f.connection !== null && /(^|, *)close$/i.test(f.connection);
+          const keepListed = f.connection !== null && /keep-alive/i.test(f.connection);
+          expect(first.keepAlive).toBe(!closeListed && (f.version === "1.1" || keepListed) && !(f.version === "1.0" && f.body === "chunked"));
+          expect(first.contentLength).toBe(f.body === "length" ? 3 : null);
+          expect(first.chunked).toBe(f.body === "chunked");
+          expect(first.expectContinue).toBe(f.version === "1.1" && f.expect !== null && f.expect.toLowerCase() === "100-continue");
+        }
+      }),
+      RUNS,
+    );
+  });
+
   it("optional whitespace around values, in any split, is not part of the value", () => {
     const owsArb = fc.constantFrom("", " ", "  ", "\t", " \t ");
     fc.assert(
