@@ -257,6 +257,16 @@ function fieldOfBytes(chunk: Uint8Array, start: number, length: number): Field {
   return entry.field;
 }
 
+/** Where the check of a Host value's bytes stands. */
+const enum HostScan {
+  /** Visible ASCII so far. */
+  VISIBLE = 0,
+  /** Whitespace at the end so far (stripped, unless more follows). */
+  SPACE = 1,
+  /** A byte that no Host value may have. */
+  BAD = 2,
+}
+
 /** {@link fieldOfBytes} for a name that came in pieces. */
 function fieldOfName(name: string): Field {
   const entry = FIELD_BY_LENGTH[name.length];
@@ -468,7 +478,12 @@ export class ServerConnection {
   #fieldKind = Field.OTHER;
   // The framing fields of the head being parsed, noted as each is committed.
   #hosts = 0;
-  #host = "";
+  /** Whether the last Host value is visible ASCII only. */
+  #hostValid = true;
+  /** {@link HostScan} of the Host value being read. */
+  #hostScan = HostScan.VISIBLE;
+  /** The last byte of the field value being read (0 if it is empty). */
+  #valueLast = 0;
   #contentLength: string | null = null;
   #transferEncoding: string | null = null;
   #expect: string | null = null;
@@ -910,7 +925,9 @@ export class ServerConnection {
         this.#inValue = false;
         this.#fieldKind = Field.OTHER;
         this.#hosts = 0;
-        this.#host = "";
+        this.#hostValid = true;
+        this.#hostScan = HostScan.VISIBLE;
+        this.#valueLast = 0;
         this.#contentLength = null;
         this.#transferEncoding = null;
         this.#expect = null;
@@ -949,7 +966,12 @@ export class ServerConnection {
       },
       onHeaderValue: (start, length) => {
         this.#inValue = true;
-        if (length > 0) this.#value += this.#text(start, length);
+        if (length > 0) {
+          this.#value += this.#text(start, length);
+          const chunk = this.#chunk;
+          this.#valueLast = chunk[start + length - 1]!;
+          if (this.#fieldKind === Field.HOST) this.#scanHost(chunk, start, length);
+        }
         return this.#countHead(length);
       },
       onHeadersComplete: (_status, upgrade, keepAlive) => this.#onHeadersComplete(upgrade, keepAlive),
@@ -1002,6 +1024,21 @@ export class ServerConnection {
     return this.#textWindow.slice(start - base, start - base + length);
   }
 
+  /**
+   * Checks a piece of a Host value from its bytes (so that the value is
+   * never decoded for the check): after the trailing whitespace that the
+   * commit strips, every byte must be visible ASCII (0x21-0x7E).
+   */
+  #scanHost(chunk: Uint8Array, start: number, length: number): void {
+    let state = this.#hostScan;
+    for (let i = start; i < start + length && state !== HostScan.BAD; i++) {
+      const b = chunk[i]!;
+      if (b === 0x20 || b === 0x09) state = HostScan.SPACE;
+      else if (b < 0x21 || b > 0x7e || state === HostScan.SPACE) state = HostScan.BAD;
+    }
+    this.#hostScan = state;
+  }
+
   #countHead(n: number): number {
     this.#headBytes += n;
     if (this.#headBytes > this.#maxHeaderBytes) {
@@ -1015,15 +1052,21 @@ export class ServerConnection {
 
   #commitHeader(): void {
     let value = this.#value;
-    // RFC 9110 §5.5: a field value excludes leading and trailing whitespace.
-    const last = value.charCodeAt(value.length - 1);
+    // RFC 9110 §5.5: a field value excludes leading and trailing whitespace
+    // (llhttp skips the leading). The last byte is checked, not the string,
+    // which stays undecoded until someone reads it.
+    const last = this.#valueLast;
     if (last === 0x20 || last === 0x09) value = value.replace(/[ \t]+$/, "");
+    this.#valueLast = 0;
     if (this.#inTrailers) {
       (this.#trailers ??= []).push(this.#field, value);
     } else {
       this.#headers.push(this.#field, value);
       const kind = this.#fieldKind;
-      if (kind !== Field.OTHER) this.#noteField(kind === Field.SPLIT ? fieldOfName(this.#field) : kind, value);
+      if (kind !== Field.OTHER) {
+        if (kind === Field.SPLIT) this.#noteField(fieldOfName(this.#field), value, false);
+        else this.#noteField(kind, value, true);
+      }
     }
     this.#field = "";
     this.#value = "";
@@ -1032,11 +1075,13 @@ export class ServerConnection {
   }
 
   /** Keeps what a framing field of the head says, for {@link #onHeadersComplete}. */
-  #noteField(kind: Field, value: string): void {
+  #noteField(kind: Field, value: string, fromBytes: boolean): void {
     switch (kind) {
       case Field.HOST:
         this.#hosts++;
-        this.#host = value;
+        // A name in pieces was not known to be Host while its value came.
+        this.#hostValid = fromBytes ? this.#hostScan !== HostScan.BAD : /^[\x21-\x7e]*$/.test(value);
+        this.#hostScan = HostScan.VISIBLE;
         break;
       case Field.CONNECTION:
         this.#connectionOptions |= connectionOptions(value);
@@ -1072,7 +1117,6 @@ export class ServerConnection {
     }
     // The fields that frame the message, noted as they were committed.
     const hosts = this.#hosts;
-    const host = this.#host;
     const contentLength = this.#contentLength;
     const transferEncoding = this.#transferEncoding;
     const expect = this.#expect;
@@ -1084,7 +1128,7 @@ export class ServerConnection {
       const why = hosts === 0 ? "it has no Host header" : "it has more than one Host header";
       return this.#failFromParser(new RemoteProtocolError("ERR_BAD_HOST", `Cannot serve the request: ${why}`, { status: 400 }));
     }
-    if (hosts === 1 && !/^[\x21-\x7e]*$/.test(host)) {
+    if (hosts === 1 && !this.#hostValid) {
       return this.#failFromParser(new RemoteProtocolError("ERR_BAD_HOST", "Cannot serve the request: its Host header is not a valid host", { status: 400 }));
     }
     let chunked = false;
