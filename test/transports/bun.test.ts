@@ -191,11 +191,11 @@ if (!isBun()) {
   const tcp = (listener: Listener): BunConnectOptions => ({ host: "127.0.0.1", port: listener.address.port });
 
   /** The prototype that Bun's TCP and Unix sockets share (accepted or made), where a spy sees the transport's calls. */
-  async function tcpSocketPrototype(): Promise<{ setNoDelay(noDelay: boolean): void }> {
+  async function tcpSocketPrototype(): Promise<{ setNoDelay(noDelay: boolean): void; write(data: Uint8Array, offset?: number, length?: number): number }> {
     const bun = (globalThis as unknown as { Bun: BunRuntime }).Bun;
     const listener = bun.listen<undefined>({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const socket = await bun.connect<undefined>({ hostname: "127.0.0.1", port: listener.port!, socket: { data() {} } });
-    const prototype = Object.getPrototypeOf(socket) as { setNoDelay(noDelay: boolean): void };
+    const prototype = Object.getPrototypeOf(socket) as { setNoDelay(noDelay: boolean): void; write(data: Uint8Array): number };
     socket.terminate();
     listener.stop(true);
     return prototype;
@@ -280,10 +280,13 @@ if (!isBun()) {
       const size = 24 * 1024 * 1024;
       const payload = new Uint8Array(size);
       for (let i = 0; i < size; i++) payload[i] = (i * 31 + (i >>> 11)) & 0xff;
-      // With the reader paused, one huge write: the kernel takes a part, the
-      // connection queues the rest.
+      // With the reader paused, one huge write: queued whole until the end
+      // of this turn of the event loop; then the kernel takes a part and the
+      // connection keeps the rest.
       pair.server.pause();
       expect(client.write(payload)).toBe(false);
+      expect(client.writableLength).toBe(size);
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const queued = client.writableLength;
       expect(queued).toBeGreaterThan(0);
       expect(queued).toBeLessThan(size);
@@ -413,6 +416,49 @@ if (!isBun()) {
       } finally {
         spy.mockRestore();
       }
+    });
+
+    it("writes what each connection was given in one turn of the event loop as one socket write, after that turn's reads", async () => {
+      const a = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const b = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const spy = vi.spyOn(await tcpSocketPrototype(), "write");
+      const writes = (): string[] =>
+        spy.mock.contexts.map((socket, i) => {
+          const end = (socket as { data?: unknown }).data === a.client ? "a" : (socket as { data?: unknown }).data === b.client ? "b" : "other";
+          return `${end}:${(spy.mock.calls[i]![2] as number | undefined) ?? (spy.mock.calls[i]![0] as Uint8Array).byteLength}`;
+        });
+      try {
+        expect(a.client.write(encoder.encode("one "))).toBe(true);
+        expect(b.client.write(encoder.encode("x"))).toBe(true);
+        expect(a.client.write(encoder.encode("two "))).toBe(true);
+        expect(a.client.write(encoder.encode("three"))).toBe(true);
+        // Nothing is written during the turn; it is all queued.
+        expect(writes()).toEqual([]);
+        expect(a.client.writableLength).toBe(13);
+        expect(b.client.writableLength).toBe(1);
+        await a.s.until(() => a.s.received === 13);
+        await b.s.until(() => b.s.received === 1);
+        // One write per connection, the first connection written to first.
+        expect(writes()).toEqual(["a:13", "b:1"]);
+        expect(a.s.text).toBe("one two three");
+        expect(a.client.writableLength).toBe(0);
+        // end() after a write in the same turn: the data goes first, then FIN.
+        b.client.write(encoder.encode("last"));
+        b.client.end();
+        await b.s.until(() => b.s.ended);
+        expect(b.s.text).toBe("xlast");
+        // destroy() drops what this turn has not written yet.
+        a.client.write(encoder.encode("never"));
+        a.client.destroy();
+        await a.c.closed;
+        expect(writes().filter((w) => w === "a:5")).toEqual([]);
+      } finally {
+        spy.mockRestore();
+      }
+      b.server.end();
+      a.server.destroy();
+      await a.listener.close();
+      await b.listener.close();
     });
 
     it("reports the peer's reset as close with ECONNRESET", async () => {

@@ -8,10 +8,16 @@
  * allocation per chunk (Bun hands each read its own fresh buffer, which
  * becomes the handler's).
  *
- * Output: `write` goes straight to `socket.write` while nothing is queued.
- * Bun writes what the kernel takes and returns the count; the rest (a
- * reference to the caller's chunk, as Node keeps one) is queued here and
- * written from Bun's `drain` callback. That queue is `writableLength`.
+ * Output: `write` queues the chunk (a reference, as Node keeps one), and the
+ * queues of every connection written to are flushed together once per turn
+ * of the event loop (a `setImmediate`), after the reads of that turn were
+ * handled. Writes in one turn go out as one `socket.write` (small chunks are
+ * joined), and a server answering many connections writes to them back to
+ * back: a peer woken by the first write is still awake for the next ones,
+ * which costs the kernel less than a wake-up per connection (16 pipelined
+ * requests on 64 connections: +8 to +14% requests/s). Bun writes what the
+ * kernel takes and returns the count; the rest stays queued and is written
+ * from Bun's `drain` callback. That queue is `writableLength`.
  *
  * Input: while no handler is set, everything that arrives is held, in
  * order, and delivered once one is. While paused, `data` is held (and the
@@ -24,6 +30,11 @@ import { isIP } from "node:net";
 import type { Connection, ConnectionHandler, SocketAddress, StartTlsOptions } from "../../core/transport";
 import type { BunSocket, BunSocketHandler, BunTlsOptions } from "./bun-api";
 import { clientTlsOptions, serverTlsOptions } from "./tls-options";
+
+/** Connections written to in this turn of the event loop, flushed by {@link flushTurn}. */
+let turnQueue: BunConnection[] = [];
+/** Flushes every connection in {@link turnQueue} (set in BunConnection's static block). */
+let flushTurn: () => void;
 
 /** What kind of socket a connection wraps. */
 export type BunSocketKind = "tcp" | "tls" | "unix" | "tls-unix";
@@ -111,6 +122,8 @@ export class BunConnection implements Connection {
   #headOffset = 0;
   #buffered = 0;
   #needDrain = false;
+  /** The connection is in {@link turnQueue}: its queue is flushed at the end of this turn. */
+  #flushScheduled = false;
 
   #writable = true;
   /** end() was called: FIN goes once the queue is empty. */
@@ -166,6 +179,15 @@ export class BunConnection implements Connection {
           throw error;
         });
       },
+    };
+
+    flushTurn = () => {
+      const connections = turnQueue;
+      turnQueue = [];
+      for (const connection of connections) {
+        connection.#flushScheduled = false;
+        connection.#onWritable();
+      }
     };
 
     acceptSocket = (socket, kind, path, highWaterMark, noDelay) => {
@@ -268,14 +290,12 @@ export class BunConnection implements Connection {
 
   write(chunk: Uint8Array): boolean {
     if (!this.#writable) return false;
-    const length = chunk.byteLength;
-    if (this.#buffered === 0) {
-      if (length === 0) return true;
-      const written = this.#socket!.write(chunk);
-      if (written >= length) return true;
-      this.#enqueue(chunk, written > 0 ? written : 0);
-    } else if (length > 0) {
+    if (chunk.byteLength > 0) {
       this.#enqueue(chunk, 0);
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        if (turnQueue.push(this) === 1) setImmediate(flushTurn);
+      }
     }
     if (this.#buffered < this.#highWaterMark) return true;
     this.#needDrain = true;
