@@ -1,7 +1,9 @@
 // Loading llhttp's wasm: the SIMD build where the runtime has it, and a clear
 // error for a build that lacks what typhoon calls.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkLlhttpModule, ExecuteResult, LlhttpParser, llhttpUsesSimd } from "../../src/protocols/http1/llhttp";
+import { METHODS, METHODS_HTTP } from "undici/lib/llhttp/constants.js";
+import { checkLlhttpModule, ExecuteResult, LlhttpParser, llhttpFieldsInMemory, llhttpUsesSimd } from "../../src/protocols/http1/llhttp";
 
 const CALLBACKS = [
   "wasm_on_url", "wasm_on_status", "wasm_on_message_begin", "wasm_on_header_field",
@@ -47,6 +49,47 @@ describe("the llhttp binding", () => {
     });
     expect(parser.execute(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))).toBe(ExecuteResult.OK);
     expect(heads).toEqual(["head"]);
+    parser.destroy();
+  });
+
+  it("reads the method and version from the parser's memory, and they are llhttp's", () => {
+    // The pinned undici's llhttp has them where the probe looks.
+    expect(llhttpFieldsInMemory()).toBe(true);
+    // Every method llhttp accepts in HTTP/1.x (PRI only starts HTTP/2).
+    const http = new Set(METHODS_HTTP as number[]);
+    const names = Object.entries(METHODS as Record<string, number>)
+      .filter(([name, n]) => http.has(n) && name !== "PRI")
+      .map(([name]) => name);
+    expect(names.length).toBeGreaterThan(30);
+    const seen: string[] = [];
+    const parser = new LlhttpParser("request", {
+      onMessageBegin: () => 0,
+      onUrl: () => 0,
+      onStatus: () => 0,
+      onHeaderField: () => 0,
+      onHeaderValue: () => 0,
+      onHeadersComplete: () => {
+        seen.push(`${parser.method} ${parser.httpMajor}.${parser.httpMinor}`);
+        return 0;
+      },
+      onBody: () => 0,
+      onMessageComplete: () => 0,
+    });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...names), fc.constantFrom("1.0", "1.1")), { minLength: 1, maxLength: 8 }), (requests) => {
+        seen.length = 0;
+        const text = requests.map(([method, version]) => `${method} ${method === "CONNECT" ? "a:1" : "/"} HTTP/${version}\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n`).join("");
+        parser.reset();
+        const result = parser.execute(Uint8Array.from(text, (c) => c.charCodeAt(0)));
+        const expected = requests.map(([method, version]) => `${method} ${version}`);
+        if (result === ExecuteResult.UPGRADE) expect(seen).toEqual(expected.slice(0, seen.length));
+        else {
+          expect(result).toBe(ExecuteResult.OK);
+          expect(seen).toEqual(expected);
+        }
+      }),
+      { numRuns: 200 },
+    );
     parser.destroy();
   });
 

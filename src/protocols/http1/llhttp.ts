@@ -199,8 +199,76 @@ function instantiate(): LlhttpExports {
 }
 
 function ensureWasm(): LlhttpExports {
-  if (wasm === null) wasm = instantiate();
+  if (wasm === null) {
+    wasm = instantiate();
+    fieldsOffset = probeFieldsOffset(wasm);
+  }
   return wasm;
+}
+
+/**
+ * Where `method`, `http_major` and `http_minor` sit in llhttp's parser
+ * struct: three consecutive bytes after its int and pointer fields and its
+ * 64-bit `content_length` and `type` (llhttp.h), byte 41 in wasm32. Read
+ * from memory, they cost no call into wasm, which from inside one of
+ * llhttp's callbacks (where the engine reads them) costs more than the rest
+ * of the callback. -1: read them with llhttp's getters.
+ */
+let fieldsOffset = -1;
+const FIELDS_OFFSET = 41;
+
+/** A parser for the probe: its callbacks do nothing. */
+const PROBE = {
+  handler: {
+    onMessageBegin: () => CB_OK,
+    onUrl: () => CB_OK,
+    onStatus: () => CB_OK,
+    onHeaderField: () => CB_OK,
+    onHeaderValue: () => CB_OK,
+    onHeadersComplete: () => CB_OK,
+    onBody: () => CB_OK,
+    onMessageComplete: () => CB_OK,
+  },
+} as unknown as LlhttpParser;
+
+/**
+ * {@link FIELDS_OFFSET} if the struct of this llhttp build has the three
+ * fields there (checked against its getters after parsing requests with
+ * different methods and versions), else -1.
+ */
+function probeFieldsOffset(w: LlhttpExports): number {
+  const samples = ["PUT / HTTP/1.0\r\n\r\n", "DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n", "M-SEARCH * HTTP/1.1\r\nHost: a\r\n\r\n"];
+  const ptr = w.llhttp_alloc(1);
+  if (ptr === 0) return -1;
+  const prev = current;
+  current = PROBE;
+  try {
+    for (const sample of samples) {
+      const bytes = Uint8Array.from(sample, (c) => c.charCodeAt(0));
+      ensureScratch(bytes.length);
+      heap().set(bytes, scratchPtr);
+      w.llhttp_reset(ptr);
+      if (w.llhttp_execute(ptr, scratchPtr, bytes.length) !== 0) return -1;
+      const mem = heap();
+      if (
+        mem[ptr + FIELDS_OFFSET] !== w.llhttp_get_method(ptr) ||
+        mem[ptr + FIELDS_OFFSET + 1] !== w.llhttp_get_http_major(ptr) ||
+        mem[ptr + FIELDS_OFFSET + 2] !== w.llhttp_get_http_minor(ptr)
+      ) {
+        return -1;
+      }
+    }
+    return FIELDS_OFFSET;
+  } finally {
+    current = prev;
+    w.llhttp_free(ptr);
+  }
+}
+
+/** Whether the parser reads the method and version from wasm memory (see {@link fieldsOffset}), after the first parser is made. */
+export function llhttpFieldsInMemory(): boolean {
+  ensureWasm();
+  return fieldsOffset >= 0;
 }
 
 function ensureScratch(size: number): void {
@@ -320,13 +388,14 @@ export class LlhttpParser {
   }
 
   get method(): string {
-    return METHOD_NAMES[wasm!.llhttp_get_method(this.#ptr)] ?? "UNKNOWN";
+    const n = fieldsOffset >= 0 ? heap()[this.#ptr + fieldsOffset]! : wasm!.llhttp_get_method(this.#ptr);
+    return METHOD_NAMES[n] ?? "UNKNOWN";
   }
   get httpMajor(): number {
-    return wasm!.llhttp_get_http_major(this.#ptr);
+    return fieldsOffset >= 0 ? heap()[this.#ptr + fieldsOffset + 1]! : wasm!.llhttp_get_http_major(this.#ptr);
   }
   get httpMinor(): number {
-    return wasm!.llhttp_get_http_minor(this.#ptr);
+    return fieldsOffset >= 0 ? heap()[this.#ptr + fieldsOffset + 2]! : wasm!.llhttp_get_http_minor(this.#ptr);
   }
   get statusCode(): number {
     return wasm!.llhttp_get_status_code(this.#ptr);
