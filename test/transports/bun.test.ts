@@ -461,6 +461,40 @@ if (!isBun()) {
       await b.listener.close();
     });
 
+    it("a drain handler that throws at the end of a turn closes its connection only; the turn's other writes still go out", async () => {
+      const a = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ ...tcp(listener), highWaterMark: 4 }));
+      const b = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const boom = new Error("drain handler failed");
+      a.client.setHandler({ data() {}, end() {}, drain() { throw boom; }, close: (error) => a.c.close(error) });
+      // The error is rethrown in a microtask, where the runtime reports
+      // uncaught errors; caught here so that the test sees it.
+      const caught: unknown[] = [];
+      const original = globalThis.queueMicrotask;
+      const spy = vi.spyOn(globalThis, "queueMicrotask").mockImplementation((callback) =>
+        original(() => {
+          try {
+            callback();
+          } catch (error) {
+            caught.push(error);
+          }
+        }),
+      );
+      try {
+        expect(a.client.write(encoder.encode("0123456789"))).toBe(false); // over the mark: drain is owed
+        expect(b.client.write(encoder.encode("still sent"))).toBe(true);
+        expect(await a.c.closed).toBe(boom);
+        await b.s.until(() => b.s.text === "still sent");
+        expect(caught).toEqual([boom]);
+      } finally {
+        spy.mockRestore();
+      }
+      b.client.end();
+      b.server.end();
+      expect(await b.c.closed).toBeUndefined();
+      await a.listener.close();
+      await b.listener.close();
+    });
+
     it("reports the peer's reset as close with ECONNRESET", async () => {
       const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
       pair.client.write(encoder.encode("hello"));

@@ -186,7 +186,18 @@ export class BunConnection implements Connection {
       turnQueue = [];
       for (const connection of connections) {
         connection.#flushScheduled = false;
-        connection.#onWritable();
+        try {
+          connection.#onWritable();
+        } catch (error) {
+          // A drain handler threw: as for an error in a socket callback,
+          // that connection closes with it and the error is rethrown where
+          // the runtime reports uncaught errors. The other connections of
+          // this turn are still flushed.
+          connection.destroy(error instanceof Error ? error : new Error(String(error)));
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
       }
     };
 
