@@ -65,7 +65,10 @@ export interface Connection {
   /**
    * Queues bytes for the peer. Returns false when the unflushed bytes are at
    * or above the high-water mark: wait for `drain` before writing more.
-   * Writing after `end` or `destroy` is ignored and returns false.
+   * Writing after `end` or `destroy` is ignored and returns false. The part
+   * of a large chunk that the kernel did not take at once may be kept by
+   * reference until it is sent (as Node's sockets do): change such a chunk
+   * only after `drain`, or write a copy.
    */
   write(chunk: Uint8Array): boolean;
   /**

@@ -698,7 +698,9 @@ export class RequestHandler {
     }
     const etag = this.computeEtag();
     if (etag === null) return false;
-    this.#addEtag(etag);
+    // An overridden computeEtag may have set one itself: replace it, as setEtagHeader does.
+    if (this.#indexOf("etag") === -1) this.#addEtag(etag);
+    else this.setHeader("Etag", etag);
     return etagMatches(etag, this.request.header("if-none-match"));
   }
 

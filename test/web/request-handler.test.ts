@@ -618,7 +618,18 @@ describe("Etag hooks", () => {
         return '"v3"';
       }
     }
-    const t = serve([["/", Versioned]]);
+    class SetsItself extends RequestHandler {
+      get() {
+        this.write("content");
+      }
+      override computeEtag() {
+        this.setHeader("Etag", '"early"');
+        return '"v4"';
+      }
+    }
+    const t = serve([["/", Versioned], ["/itself", SetsItself]]);
+    // A computeEtag that sets an Etag itself: one header, the returned tag.
+    expect((await t.fetch("GET", "/itself")).headers.getAll("Etag")).toEqual(['"v4"']);
     expect((await t.fetch("GET", "/")).headers.get("Etag")).toBe('"v3"');
     expect((await t.fetch("GET", "/", { headers: { "If-None-Match": 'W/"v3"' } })).status).toBe(304);
     expect((await t.fetch("GET", "/", { headers: { "If-None-Match": '"v2"' } })).status).toBe(200);

@@ -126,7 +126,8 @@ export function joinParts(parts: OutputParts, total: number): Uint8Array {
       offset += p.byteLength;
     }
   }
-  return out;
+  // Never send bytes of the unzeroed allocation, should `total` be too high.
+  return offset === total ? out : out.subarray(0, offset);
 }
 
 /** Parses a non-negative decimal Content-Length; -1 if it is not one. */

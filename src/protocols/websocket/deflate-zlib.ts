@@ -300,8 +300,10 @@ function slide(history: Buffer, data: Uint8Array, size: number): Buffer {
 export class ZlibDeflateCodec implements DeflateCodec {
   /**
    * The negotiated parameters and the codec's state in one number (an idle
-   * connection keeps its codec, so it is kept small): see the `CONFIG_*`
-   * and `STATE_*` bits.
+   * connection keeps its codec, so it is kept small): our deflate window
+   * bits in bits 0-3, the peer's in bits 4-7, then the flags
+   * `OWN_NO_CONTEXT_TAKEOVER`, `PEER_NO_CONTEXT_TAKEOVER`, `STATE_FALLBACK`
+   * and `STATE_CLOSED`.
    */
   #bits: number;
   readonly #options: ZlibDeflateCodecOptions;
