@@ -470,6 +470,18 @@ if (!isBun()) {
       await exchange(pair);
     });
 
+    it("writes at once when one turn queued 64 KiB or more", async () => {
+      const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
+      const piece = new Uint8Array(1000).fill(0x61);
+      for (let i = 0; i < 200; i++) pair.client.write(piece);
+      // 200,000 bytes written in this turn: all but the last < 64 KiB went out.
+      expect(pair.client.writableLength).toBeLessThan(64 * 1024);
+      expect(pair.client.writableLength).toBeGreaterThan(0);
+      await pair.s.until(() => pair.s.received === 200_000);
+      expect(pair.s.text).toBe("a".repeat(200_000));
+      await exchange(pair);
+    });
+
     it("flushes with the runtime's setImmediate even while fake timers are installed", async () => {
       const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, tcp);
       vi.useFakeTimers({ toFake: ["setImmediate", "setTimeout"] });

@@ -15,8 +15,8 @@
  * answering many connections writes to them back to back: a peer woken by
  * the first write is still awake for the next ones, which costs the kernel
  * less than a wake-up per connection (16 pipelined requests on 64
- * connections: +8 to +14% requests/s). A larger chunk is written at once,
- * behind what is queued. Bun writes what the kernel takes and returns the
+ * connections: +8 to +14% requests/s). A larger chunk, and a turn's queue
+ * once it reaches 64 KiB, are written at once. Bun writes what the kernel takes and returns the
  * count; the rest stays queued (a large chunk's by reference, as Node keeps
  * it) and is written from Bun's `drain` callback. That queue is
  * `writableLength`.
@@ -329,6 +329,10 @@ export class BunConnection implements Connection {
       const copy = new Uint8Array(length);
       copy.set(chunk);
       this.#enqueue(copy, 0);
+      // Much written in one turn goes out now: what waits for the end of the
+      // turn stays under one joined write, and writableLength stays as low
+      // as when every write went out during the call.
+      if (this.#buffered >= COALESCE_LIMIT) this.#flushQueue();
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         turnQueue.push(this);
