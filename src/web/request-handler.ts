@@ -674,14 +674,16 @@ export class RequestHandler {
    */
   setEtagHeader(): void {
     const etag = this.computeEtag();
-    if (etag === null) return;
-    if (this.#indexOf("etag") === -1) this.#addEtag(etag);
-    else this.setHeader("Etag", etag);
+    if (etag !== null) this.#putEtag(etag);
   }
 
-  /** Adds `Etag` to headers that have none. The engine checks the value when it sends it; no need to do it twice. */
-  #addEtag(etag: string): void {
-    if (this.#headers === null) this.#headers = ["Server", SERVER, "Content-Type", HTML, "Etag", etag];
+  /**
+   * Sets `Etag`: added to headers that have none (the engine checks the
+   * value when it sends it; no need to do it twice), else replaced.
+   */
+  #putEtag(etag: string): void {
+    if (this.#indexOf("etag") !== -1) this.setHeader("Etag", etag);
+    else if (this.#headers === null) this.#headers = ["Server", SERVER, "Content-Type", HTML, "Etag", etag];
     else this.#headers.push("Etag", etag);
   }
 
@@ -698,9 +700,8 @@ export class RequestHandler {
     }
     const etag = this.computeEtag();
     if (etag === null) return false;
-    // An overridden computeEtag may have set one itself: replace it, as setEtagHeader does.
-    if (this.#indexOf("etag") === -1) this.#addEtag(etag);
-    else this.setHeader("Etag", etag);
+    // An overridden computeEtag may have set one itself: #putEtag replaces it.
+    this.#putEtag(etag);
     return etagMatches(etag, this.request.header("if-none-match"));
   }
 

@@ -30,22 +30,27 @@ function moduleImporting(names: string[]): WebAssembly.Module {
   return new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...types, ...imports]));
 }
 
+/** A request parser whose callbacks do nothing but `onHeadersComplete`. */
+function parserWith(onHeadersComplete: () => number): LlhttpParser {
+  return new LlhttpParser("request", {
+    onMessageBegin: () => 0,
+    onUrl: () => 0,
+    onStatus: () => 0,
+    onHeaderField: () => 0,
+    onHeaderValue: () => 0,
+    onHeadersComplete,
+    onBody: () => 0,
+    onMessageComplete: () => 0,
+  });
+}
+
 describe("the llhttp binding", () => {
   it("loads the SIMD build (Node 20+ and Bun both run wasm SIMD)", () => {
     expect(llhttpUsesSimd()).toBe(true);
     const heads: string[] = [];
-    const parser = new LlhttpParser("request", {
-      onMessageBegin: () => 0,
-      onUrl: () => 0,
-      onStatus: () => 0,
-      onHeaderField: () => 0,
-      onHeaderValue: () => 0,
-      onHeadersComplete: () => {
-        heads.push("head");
-        return 0;
-      },
-      onBody: () => 0,
-      onMessageComplete: () => 0,
+    const parser = parserWith(() => {
+      heads.push("head");
+      return 0;
     });
     expect(parser.execute(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))).toBe(ExecuteResult.OK);
     expect(heads).toEqual(["head"]);
@@ -62,18 +67,9 @@ describe("the llhttp binding", () => {
       .map(([name]) => name);
     expect(names.length).toBeGreaterThan(30);
     const seen: string[] = [];
-    const parser = new LlhttpParser("request", {
-      onMessageBegin: () => 0,
-      onUrl: () => 0,
-      onStatus: () => 0,
-      onHeaderField: () => 0,
-      onHeaderValue: () => 0,
-      onHeadersComplete: () => {
-        seen.push(`${parser.method} ${parser.httpMajor}.${parser.httpMinor}`);
-        return 0;
-      },
-      onBody: () => 0,
-      onMessageComplete: () => 0,
+    const parser: LlhttpParser = parserWith(() => {
+      seen.push(`${parser.method} ${parser.httpMajor}.${parser.httpMinor}`);
+      return 0;
     });
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.constantFrom(...names), fc.constantFrom("1.0", "1.1")), { minLength: 1, maxLength: 8 }), (requests) => {

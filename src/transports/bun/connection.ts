@@ -35,8 +35,6 @@ import { clientTlsOptions, serverTlsOptions } from "./tls-options";
 
 /** Connections written to in this turn of the event loop, flushed by {@link flushTurn}. */
 let turnQueue: BunConnection[] = [];
-/** A {@link flushTurn} is scheduled. */
-let turnFlushPending = false;
 /** Flushes every connection in {@link turnQueue} (set in BunConnection's static block). */
 let flushTurn: () => void;
 /**
@@ -191,7 +189,6 @@ export class BunConnection implements Connection {
     };
 
     flushTurn = () => {
-      turnFlushPending = false;
       const connections = turnQueue;
       turnQueue = [];
       for (const connection of connections) {
@@ -313,16 +310,11 @@ export class BunConnection implements Connection {
     if (!this.#writable) return false;
     const length = chunk.byteLength;
     if (length >= COALESCE_BELOW) {
-      // A large chunk goes out at once, behind what this turn queued, as
-      // before the turn's flush: nothing is gained by holding it, and its
-      // unsent rest is kept by reference (as Node keeps it).
-      if (this.#buffered > 0) this.#flushQueue();
-      if (this.#buffered === 0) {
-        const written = this.#socket!.write(chunk);
-        if (written < length) this.#enqueue(chunk, written > 0 ? written : 0);
-      } else {
-        this.#enqueue(chunk, 0);
-      }
+      // A large chunk goes out at once, behind what this turn queued: nothing
+      // is gained by holding it, and its unsent rest is kept by reference
+      // (as Node keeps it).
+      this.#enqueue(chunk, 0);
+      this.#flushQueue();
     } else if (length > 0) {
       // A copy: the caller may reuse its buffer as soon as write returns,
       // as it could when the bytes went out during the call.
@@ -335,11 +327,7 @@ export class BunConnection implements Connection {
       if (this.#buffered >= COALESCE_LIMIT) this.#flushQueue();
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
-        turnQueue.push(this);
-        if (!turnFlushPending) {
-          turnFlushPending = true;
-          scheduleTurnFlush(flushTurn);
-        }
+        if (turnQueue.push(this) === 1) scheduleTurnFlush(flushTurn);
       }
     }
     if (this.#buffered < this.#highWaterMark) return true;
