@@ -13,15 +13,34 @@ import { nameIs } from "../protocols/http1";
 /** @internal The request method that makes a request cheap to keep (see `HTTPServerRequest`). */
 export const COMPACT_REQUEST: unique symbol = Symbol("typhoon.compactRequest");
 
-/** One string per header name seen on long-lived requests; bounded. */
+/**
+ * One string per header name, and per header value, seen on long-lived
+ * requests; each bounded. Connections that stay open (WebSockets) mostly
+ * carry the same values (the Host, `Upgrade: websocket`, the version, the
+ * user agent), and behind a proxy the same remote address: 10,000 open
+ * connections keep one copy of each instead of 10,000.
+ */
 const SHARED_NAMES = new Map<string, string>();
 const MAX_SHARED_NAMES = 512;
+const SHARED_VALUES = new Map<string, string>();
+const MAX_SHARED_VALUES = 1024;
+/** Values longer than this are kept as they are (rarely repeated, and costly to hash). */
+const MAX_SHARED_VALUE_LENGTH = 256;
 
 function sharedName(name: string): string {
   const shared = SHARED_NAMES.get(name);
   if (shared !== undefined) return shared;
   const own = ownString(name);
   if (SHARED_NAMES.size < MAX_SHARED_NAMES) SHARED_NAMES.set(own, own);
+  return own;
+}
+
+function sharedValue(value: string): string {
+  if (value.length > MAX_SHARED_VALUE_LENGTH) return ownString(value);
+  const shared = SHARED_VALUES.get(value);
+  if (shared !== undefined) return shared;
+  const own = ownString(value);
+  if (SHARED_VALUES.size < MAX_SHARED_VALUES) SHARED_VALUES.set(own, own);
   return own;
 }
 
@@ -35,6 +54,20 @@ const LATIN1 = /^[\x00-\xff]*$/;
 function ownString(text: string): string {
   // Only latin1 text round-trips through latin1 bytes; the parser's always is.
   return text.length < 13 || !LATIN1.test(text) ? text : Buffer.from(text, "latin1").toString("latin1");
+}
+
+/**
+ * The first request's start time. Requests keep their times as offsets
+ * from it: a timestamp such as `Date.now()` is too large for V8's small
+ * integers, so each object would hold it in a heap number of its own (16
+ * bytes more on every open WebSocket); an offset within about 24 days is
+ * held in the object itself.
+ */
+let timeOrigin: number | undefined;
+
+/** `n` as a value V8 can keep as a small integer when it is one (arithmetic on large numbers yields doubles). */
+function smallIfIntegral(n: number): number {
+  return n === (n | 0) ? n | 0 : n;
 }
 
 /** How a response is written for one request (Tornado's `request.connection`). */
@@ -119,11 +152,12 @@ export class HTTPServerRequest {
   trailers: HTTPHeaders | null = null;
   /** How to answer this request. */
   readonly connection: RequestConnection;
-  /** When the request head arrived (milliseconds, from the server's clock). */
-  readonly startTime: number;
   #flatHeaders: FlatHeaders;
   #headers: HTTPHeaders | null = null;
-  #finishTime = -1;
+  /** startTime less TIME_ORIGIN (see there). */
+  #start: number;
+  /** Milliseconds from start to finish, -1 until finished (a difference, for the same reason). */
+  #elapsed = -1;
 
   constructor(
     method: string,
@@ -141,26 +175,35 @@ export class HTTPServerRequest {
     this.remoteIp = info.remoteIp;
     this.protocol = info.protocol;
     this.connection = connection;
-    this.startTime = startTime;
+    this.#start = smallIfIntegral(startTime - (timeOrigin ??= startTime));
   }
 
   /**
    * @internal Makes the request cheap to keep for a long time (an upgraded
-   * connection keeps its request while it is open): header names become
-   * one shared string per name, and longer values stop sharing the string
-   * the whole head was decoded into, which they would otherwise keep alive.
-   * The headers read the same as before.
+   * connection keeps its request while it is open): header names, values
+   * and the remote IP become one shared string per distinct text (up to a
+   * bound), and the rest stop sharing the string the whole head was decoded
+   * into, which they would otherwise keep alive. The request reads the same
+   * as before.
    */
   [COMPACT_REQUEST](): void {
     const flat = this.#flatHeaders;
     const compact: string[] = new Array<string>(flat.length);
     for (let i = 0; i < flat.length; i += 2) {
-      compact[i] = sharedName(flat[i]!);
-      compact[i + 1] = ownString(flat[i + 1]!);
+      const name = sharedName(flat[i]!);
+      compact[i] = name;
+      // A WebSocket key is new on every connection: sharing it would only fill the table.
+      compact[i + 1] = nameIs(name, "sec-websocket-key") ? ownString(flat[i + 1]!) : sharedValue(flat[i + 1]!);
     }
     this.#flatHeaders = compact;
     this.#headers = null;
     (this as { uri: string }).uri = ownString(this.uri);
+    this.remoteIp = sharedValue(this.remoteIp);
+  }
+
+  /** When the request head arrived (milliseconds, from the server's clock). */
+  get startTime(): number {
+    return timeOrigin! + this.#start;
   }
 
   /** Headers, case-insensitive and multi-valued. */
@@ -226,12 +269,12 @@ export class HTTPServerRequest {
 
   /** Time taken so far, or to finish, in seconds (as Tornado's `request_time`). */
   requestTime(now: number = Date.now()): number {
-    return ((this.#finishTime >= 0 ? this.#finishTime : now) - this.startTime) / 1000;
+    return (this.#elapsed >= 0 ? this.#elapsed : now - this.startTime) / 1000;
   }
 
   /** Called by the server when the response is finished. */
   markFinished(time: number): void {
-    this.#finishTime = time;
+    this.#elapsed = smallIfIntegral(time - this.startTime);
   }
 
   /** Query arguments, multi-valued (`?a=1&a=2` gives `{ a: ["1", "2"] }`). */

@@ -689,13 +689,14 @@ describe("upgrade and detach", () => {
   });
 
   it("keeps the request readable as it was after detach (its headers and target copied out of the head)", async () => {
-    const seen: Array<{ before: Array<[string, string]>; after: Array<[string, string]>; uri: string; host: string }> = [];
+    const seen: Array<{ before: Array<[string, string]>; after: Array<[string, string]>; uri: string; host: string; ip: [string, string] }> = [];
     const server = new HTTPServer(async (request) => {
       const before = [...request.headers];
+      const ipBefore = request.remoteIp;
       await request.connection.respond(101, { Upgrade: "x", Connection: "Upgrade" });
       const { connection, release } = request.connection.detach();
       connection.setHandler({ data() {}, end: () => connection.end(), drain() {}, close: () => release() });
-      seen.push({ before, after: [...request.headers], uri: request.uri, host: request.host });
+      seen.push({ before, after: [...request.headers], uri: request.uri, host: request.host, ip: [ipBefore, request.remoteIp] });
     }, quiet);
     const key = "dGhlIHNhbXBsZSBub25jZQ==";
     for (let i = 0; i < 2; i++) {
@@ -710,6 +711,7 @@ describe("upgrade and detach", () => {
       expect(s.after).toEqual(s.before);
       expect(s.uri).toBe(`/a/long/target?with=query&n=${i}`);
       expect(s.host).toBe("example.com:8080");
+      expect(s.ip[1]).toBe(s.ip[0]);
       expect(s.after).toContainEqual(["Sec-WebSocket-Key", key]);
       // Bytes above 0x7f read as latin1, the same after as before.
       expect(s.after.find(([name]) => name === "X-Latin1")?.[1]).toMatch(/^caf[\x80-\xff]+ au lait, s'il vous pla[\x80-\xff]+t$/);

@@ -213,6 +213,25 @@ describe("node transport: TCP", () => {
     await exchange(pair);
   });
 
+  it("answers addresses as the socket does, without leaving Node's address cache on the socket", async () => {
+    const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ host: "127.0.0.1", port: listener.address.port }));
+    const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+    for (const end of [pair.server, pair.client]) {
+      const remote = end.remoteAddress;
+      const local = end.localAddress;
+      const socket = end.socket as unknown as { _peername?: unknown; _sockname?: unknown };
+      // Node caches what its getters found (an object and two strings per socket); asking the handle leaves none.
+      if (!onBun) {
+        expect(socket._peername ?? null).toBeNull();
+        expect(socket._sockname ?? null).toBeNull();
+      }
+      expect(remote).toEqual({ family: "IPv4", address: end.socket.remoteAddress, port: end.socket.remotePort });
+      expect(local).toEqual({ family: "IPv4", address: end.socket.localAddress, port: end.socket.localPort });
+    }
+    expect(pair.server.remoteAddress).toEqual(pair.client.localAddress);
+    await exchange(pair);
+  });
+
   it("rejects a refused connect with Node's ECONNREFUSED error", async () => {
     const listener = await nodeTransport.listen({ host: "127.0.0.1", port: 0 }, () => {});
     await listener.close();

@@ -24,7 +24,28 @@ const kConnection = Symbol("typhoon.connection");
 const kHandler = Symbol("typhoon.handler");
 const CONNECTION_TOKEN = Symbol("NodeConnection");
 
-/** A socket carrying back-references to its connection and handler, for the shared listeners. */
+// NodeConnection's flags.
+const WRITABLE = 1;
+const CLOSED = 2;
+/** pause() was called (and not resume()). */
+const PAUSED = 4;
+/** startTls was called: the socket belongs to the TLS connection now. */
+const UPGRADED = 8;
+/** `end` or `close` came before a handler was set; reported by setHandler. */
+const PENDING_END = 16;
+const PENDING_CLOSE = 32;
+/** Direct I/O may be used (the transport's `directIo` option). */
+const DIRECT_IO = 64;
+/** Direct I/O: the handle reported the end of input or a read error. */
+const INPUT_DONE = 128;
+/** Direct I/O: a write returned false; `drain` is owed once libuv's queue is empty. */
+const NEED_DRAIN = 256;
+/** Direct I/O: bytes written through the stream (before direct I/O began) may still be queued there. */
+const STREAM_QUEUED = 512;
+/** For Unix sockets: we are the accepted (listening) side. */
+const ACCEPTED = 1024;
+
+/** A socket carrying back-references to its connection and (without direct I/O) handler, for the shared listeners. */
 interface TyphoonSocket extends Socket {
   [kConnection]: NodeConnection;
   [kHandler]: ConnectionHandler;
@@ -224,33 +245,22 @@ function familyOf(family: string | number | undefined, address: string): SocketA
 export class NodeConnection implements Connection {
   readonly #socket: TyphoonSocket;
   readonly #kind: NodeSocketKind;
-  /** For Unix sockets: the path of the listening side, and which side we are. */
+  /** For Unix sockets: the path of the listening side (which side we are is ACCEPTED). */
   readonly #path: string | undefined;
-  readonly #accepted: boolean;
   #handler: ConnectionHandler | null = null;
-  #writable = true;
-  #closed = false;
-  #paused = false;
+  /**
+   * The yes/no state, one bit each (WRITABLE, CLOSED, ...): one number
+   * instead of eleven fields on every idle connection.
+   */
+  #flags = WRITABLE;
   #error: Error | undefined = undefined;
-  /** startTls was called: the socket belongs to the TLS connection now. */
-  #upgraded = false;
-  /** `end` or `close` came before a handler was set; reported by setHandler. */
-  #pendingEnd = false;
-  #pendingClose = false;
-  /** Direct I/O may be used (the transport's `directIo` option). */
-  readonly #directIo: boolean;
   /** Direct I/O: the handle read and written directly, and Node's own `onread` for what is not data. */
   #handle: StreamHandle | null = null;
   #nodeOnRead: StreamHandle["onread"] | null = null;
-  /** Direct I/O: the handle reported the end of input or a read error. */
-  #inputDone = false;
-  /** Direct I/O: writes still in libuv's queue, and whether a write returned false. */
+  /** Direct I/O: writes still in libuv's queue (see NEED_DRAIN). */
   #asyncWrites = 0;
-  #needDrain = false;
   /** Direct I/O: called once the writes in libuv's queue are done (startTls waits for them). */
   #onWritesDone: (() => void) | null = null;
-  /** Direct I/O: bytes written through the stream (before direct I/O began) may still be queued there. */
-  #streamQueued = false;
   /** Direct I/O: the socket's write high-water mark. */
   #highWaterMark = 0;
 
@@ -261,12 +271,12 @@ export class NodeConnection implements Connection {
       const connection = this[kConnection]!;
       if (n > 0) {
         connection.#activity();
-        if (!connection.#closed) connection.#handler!.data(Buffer.from(buffer!, state[streamWrap!.kArrayBufferOffset]!, n));
+        if ((connection.#flags & CLOSED) === 0) connection.#handler!.data(Buffer.from(buffer!, state[streamWrap!.kArrayBufferOffset]!, n));
         return undefined;
       }
       // The end of input or an error: Node's own reader turns them into
       // the socket's 'end' or 'error' and 'close'.
-      if (n < 0) connection.#inputDone = true;
+      if (n < 0) connection.#flags |= INPUT_DONE;
       return connection.#nodeOnRead!.call(this, buffer);
     };
     onDirectWriteComplete = function (this: WriteRequest, status: number): void {
@@ -278,40 +288,38 @@ export class NodeConnection implements Connection {
         done();
       }
       // Cancelled by a destroy (ECANCELED) or after close: not a write error.
-      if (connection.#closed || connection.#socket.destroyed) return;
+      if ((connection.#flags & CLOSED) !== 0 || connection.#socket.destroyed) return;
       if (status < 0) {
         connection.destroy(uvError(status, "write"));
         return;
       }
-      if (connection.#needDrain && connection.#asyncWrites === 0 && connection.#socket.writableLength === 0) {
-        connection.#needDrain = false;
+      if ((connection.#flags & NEED_DRAIN) !== 0 && connection.#asyncWrites === 0 && connection.#socket.writableLength === 0) {
+        connection.#flags &= ~NEED_DRAIN;
         connection.#handler?.drain();
       }
     };
     onEnd = function (this: TyphoonSocket): void {
       const connection = this[kConnection];
       // Bun's node:net emits `end` after resetAndDestroy(); a destroyed connection reports only `close`.
-      if (connection.#closed) return;
+      if ((connection.#flags & CLOSED) !== 0) return;
       const handler = connection.#handler;
-      if (handler === null) connection.#pendingEnd = true;
+      if (handler === null) connection.#flags |= PENDING_END;
       else handler.end();
     };
     onDrain = function (this: TyphoonSocket): void {
       const connection = this[kConnection];
-      if (!connection.#closed) connection.#handler?.drain();
+      if ((connection.#flags & CLOSED) === 0) connection.#handler?.drain();
     };
     onError = function (this: TyphoonSocket, error: Error): void {
       const connection = this[kConnection];
-      connection.#writable = false;
-      connection.#closed = true;
+      connection.#flags = (connection.#flags & ~WRITABLE) | CLOSED;
       connection.#error ??= error;
     };
     onClose = function (this: TyphoonSocket): void {
       const connection = this[kConnection];
-      connection.#writable = false;
-      connection.#closed = true;
+      connection.#flags = (connection.#flags & ~WRITABLE) | CLOSED;
       const handler = connection.#handler;
-      if (handler === null) connection.#pendingClose = true;
+      if (handler === null) connection.#flags |= PENDING_CLOSE;
       else handler.close(connection.#error);
     };
   }
@@ -319,25 +327,24 @@ export class NodeConnection implements Connection {
   /** @internal Made by {@link NodeTransport}. */
   constructor(token: symbol, socket: Socket, kind: NodeSocketKind, path: string | undefined, accepted: boolean, directIo: boolean) {
     if (token !== CONNECTION_TOKEN) throw new TypeError("Cannot construct a NodeConnection: use NodeTransport");
-    this.#directIo = directIo;
+    if (directIo) this.#flags |= DIRECT_IO;
     const typed = socket as TyphoonSocket;
     typed[kConnection] = this;
     this.#socket = typed;
     this.#kind = kind;
     this.#path = path;
-    this.#accepted = accepted;
+    if (accepted) this.#flags |= ACCEPTED;
     socket.on("end", onEnd);
     socket.on("drain", onDrain);
     socket.on("error", onError);
     socket.on("close", onClose);
     if (socket.destroyed) {
-      this.#writable = false;
-      this.#closed = true;
+      this.#flags = (this.#flags & ~WRITABLE) | CLOSED;
     }
   }
 
-  // Not cached here: Node caches the socket's names itself, and a server
-  // asks once per connection; an idle connection keeps no address object.
+  // Not cached: a server asks once per connection, and an idle connection
+  // keeps no address object (see handleAddress).
   get localAddress(): SocketAddress | null {
     return this.#address(true);
   }
@@ -357,15 +364,15 @@ export class NodeConnection implements Connection {
   get writableLength(): number {
     const handle = this.#handle;
     // While the stream still holds bytes, libuv's queue is the stream's (counted in its writableLength).
-    return handle === null || this.#streamQueued ? this.#socket.writableLength : this.#socket.writableLength + handle.writeQueueSize;
+    return handle === null || (this.#flags & STREAM_QUEUED) !== 0 ? this.#socket.writableLength : this.#socket.writableLength + handle.writeQueueSize;
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return (this.#flags & CLOSED) !== 0;
   }
 
   get writable(): boolean {
-    return this.#writable;
+    return (this.#flags & WRITABLE) !== 0;
   }
 
   /**
@@ -391,31 +398,34 @@ export class NodeConnection implements Connection {
   setHandler(handler: ConnectionHandler): void {
     const first = this.#handler === null;
     this.#handler = handler;
-    this.#socket[kHandler] = handler;
+    // The stream's 'data' listener finds the handler on the socket; direct
+    // I/O reads it from here (the socket keeps no extra property).
+    const stream = first ? !this.#startDirect() : this.#handle === null;
+    if (stream) this.#socket[kHandler] = handler;
     if (first) {
-      if (!this.#startDirect()) {
+      if (stream) {
         // Node holds what it reads until a 'data' listener exists, so bytes
         // that came before the handler are delivered now, in order.
         this.#socket.on("data", onData);
-        if (!this.#paused) this.#socket.resume();
+        if ((this.#flags & PAUSED) === 0) this.#socket.resume();
       }
-      if (this.#pendingEnd || this.#pendingClose) queueMicrotask(() => this.#reportPending());
+      if ((this.#flags & (PENDING_END | PENDING_CLOSE)) !== 0) queueMicrotask(() => this.#reportPending());
     }
   }
 
   write(chunk: Uint8Array): boolean {
-    if (!this.#writable) return false;
+    if ((this.#flags & WRITABLE) === 0) return false;
     const handle = this.#handle;
     // Behind bytes still queued in the stream, a direct write would jump the queue.
-    if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(chunk);
+    if (handle === null || ((this.#flags & STREAM_QUEUED) !== 0 && this.#stillQueued())) return this.#socket.write(chunk);
     const req = writeRequest();
     return this.#afterDirectWrite(req, handle.writeBuffer(req, chunk), handle, chunk);
   }
 
   writeLatin1(text: string): boolean {
-    if (!this.#writable) return false;
+    if ((this.#flags & WRITABLE) === 0) return false;
     const handle = this.#handle;
-    if (handle === null || (this.#streamQueued && this.#stillQueued())) return this.#socket.write(text, "latin1");
+    if (handle === null || ((this.#flags & STREAM_QUEUED) !== 0 && this.#stillQueued())) return this.#socket.write(text, "latin1");
     const req = writeRequest();
     return this.#afterDirectWrite(req, handle.writeLatin1String(req, text), handle, null);
   }
@@ -447,14 +457,14 @@ export class NodeConnection implements Connection {
     }
     // Nothing left in libuv's queue is below any mark, 0 included (as Node's Writable).
     if (this.#asyncWrites === 0 || handle.writeQueueSize < this.#highWaterMark) return true;
-    this.#needDrain = true;
+    this.#flags |= NEED_DRAIN;
     return false;
   }
 
   /** Direct I/O: whether the stream still holds bytes written before direct I/O began (direct writes must wait behind them). */
   #stillQueued(): boolean {
     if (this.#socket.writableLength !== 0) return true;
-    this.#streamQueued = false;
+    this.#flags &= ~STREAM_QUEUED;
     return false;
   }
 
@@ -463,7 +473,7 @@ export class NodeConnection implements Connection {
    * plain TCP or Unix socket with nothing read into the stream yet.
    */
   #startDirect(): boolean {
-    if (!this.#directIo || this.#kind === "tls") return false;
+    if ((this.#flags & DIRECT_IO) === 0 || this.#kind === "tls") return false;
     if (streamWrapLoaded === undefined) streamWrap = streamWrapLoaded = loadStreamWrap();
     if (streamWrapLoaded === null) return false;
     const socket = this.#socket;
@@ -471,14 +481,14 @@ export class NodeConnection implements Connection {
     const handle = directHandle(socket);
     if (handle === null) return false;
     this.#handle = handle;
-    this.#streamQueued = socket.writableLength !== 0;
+    if (socket.writableLength !== 0) this.#flags |= STREAM_QUEUED;
     this.#highWaterMark = socket.writableHighWaterMark;
     this.#nodeOnRead = handle.onread;
     handle[kConnection] = this;
     handle.onread = onDirectRead;
     // Flowing, so that the end of input (pushed by Node's reader) becomes 'end'.
     socket.resume();
-    if (this.#paused) {
+    if ((this.#flags & PAUSED) !== 0) {
       handle.reading = false;
       handle.readStop();
     } else if (!handle.reading) {
@@ -489,17 +499,16 @@ export class NodeConnection implements Connection {
   }
 
   end(): void {
-    if (!this.#writable) return;
-    this.#writable = false;
+    if ((this.#flags & WRITABLE) === 0) return;
+    this.#flags &= ~WRITABLE;
     this.#socket.end();
   }
 
   destroy(error?: Error): void {
     // After startTls the socket belongs to the TLS connection.
-    if (this.#upgraded) return;
+    if ((this.#flags & UPGRADED) !== 0) return;
     if (error !== undefined) this.#error ??= error;
-    this.#writable = false;
-    this.#closed = true;
+    this.#flags = (this.#flags & ~WRITABLE) | CLOSED;
     const socket = this.#socket;
     if (socket.destroyed) return;
     const internals = socket as unknown as SocketInternals;
@@ -513,25 +522,25 @@ export class NodeConnection implements Connection {
   }
 
   pause(): void {
-    if (this.#upgraded) return;
-    this.#paused = true;
+    if ((this.#flags & UPGRADED) !== 0) return;
+    this.#flags |= PAUSED;
     const handle = this.#handle;
     if (handle === null) {
       this.#socket.pause();
-    } else if (handle.reading && !this.#closed) {
+    } else if (handle.reading && (this.#flags & CLOSED) === 0) {
       handle.reading = false;
       handle.readStop();
     }
   }
 
   resume(): void {
-    if (this.#upgraded) return;
-    this.#paused = false;
+    if ((this.#flags & UPGRADED) !== 0) return;
+    this.#flags &= ~PAUSED;
     const handle = this.#handle;
     if (handle === null) {
       // Without a handler, resuming would let Node emit 'data' to nobody.
       if (this.#handler !== null) this.#socket.resume();
-    } else if (!handle.reading && !this.#closed && !this.#inputDone) {
+    } else if (!handle.reading && (this.#flags & (CLOSED | INPUT_DONE)) === 0) {
       handle.reading = true;
       handle.readStart();
     }
@@ -539,7 +548,7 @@ export class NodeConnection implements Connection {
 
   setNoDelay(noDelay: boolean): void {
     // Node ignores it on Unix sockets.
-    if (!this.#upgraded) this.#socket.setNoDelay(noDelay);
+    if ((this.#flags & UPGRADED) === 0) this.#socket.setNoDelay(noDelay);
   }
 
   /**
@@ -563,14 +572,12 @@ export class NodeConnection implements Connection {
    */
   startTls(options: StartTlsOptions): Promise<Connection> {
     if (this.#kind === "tls") return Promise.reject(new Error("Cannot start TLS: the connection is encrypted already"));
-    if (this.#upgraded) return Promise.reject(new Error("Cannot start TLS: the connection was upgraded already"));
-    if (this.#closed || !this.#writable) return Promise.reject(new Error("Cannot start TLS: the connection is closed"));
+    if ((this.#flags & UPGRADED) !== 0) return Promise.reject(new Error("Cannot start TLS: the connection was upgraded already"));
+    if ((this.#flags & (CLOSED | WRITABLE)) !== WRITABLE) return Promise.reject(new Error("Cannot start TLS: the connection is closed"));
     if ((options.server === undefined) === (options.client === undefined)) {
       return Promise.reject(new TypeError("Cannot start TLS: give either server or client options"));
     }
-    this.#upgraded = true;
-    this.#writable = false;
-    this.#closed = true;
+    this.#flags = (this.#flags & ~WRITABLE) | UPGRADED | CLOSED;
     const socket = this.#socket;
     // The old connection stops here. Reading stops too: what arrives from
     // now on stays in the socket's buffer, where the TLSSocket picks it up.
@@ -593,7 +600,7 @@ export class NodeConnection implements Connection {
     socket.removeListener("close", onClose);
     socket.on("error", ignore);
     const path = this.#path;
-    const accepted = this.#accepted;
+    const accepted = (this.#flags & ACCEPTED) !== 0;
     // Direct writes still in libuv's queue go out in the clear before the TLS layer takes the handle.
     const written = this.#asyncWrites === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.#onWritesDone = resolve));
     return written.then(() => flushed(socket)).then(() => upgradeSocket(socket, options, path, accepted));
@@ -601,12 +608,12 @@ export class NodeConnection implements Connection {
 
   #reportPending(): void {
     const handler = this.#handler!;
-    if (this.#pendingEnd) {
-      this.#pendingEnd = false;
+    if ((this.#flags & PENDING_END) !== 0) {
+      this.#flags &= ~PENDING_END;
       handler.end();
     }
-    if (this.#pendingClose) {
-      this.#pendingClose = false;
+    if ((this.#flags & PENDING_CLOSE) !== 0) {
+      this.#flags &= ~PENDING_CLOSE;
       handler.close(this.#error);
     }
   }
@@ -615,8 +622,12 @@ export class NodeConnection implements Connection {
     const socket = this.#socket;
     if (this.#path !== undefined) {
       // The listening side of a Unix socket has the path; the connecting side is unnamed.
-      const named = local === this.#accepted;
+      const named = local === ((this.#flags & ACCEPTED) !== 0);
       return { family: "unix", address: named ? (this.#path ?? "") : "", port: 0 };
+    }
+    if (this.#kind === "tcp") {
+      const named = handleAddress(socket, local);
+      if (named !== null) return named;
     }
     const address = local ? socket.localAddress : socket.remoteAddress;
     const port = local ? socket.localPort : socket.remotePort;
@@ -624,6 +635,32 @@ export class NodeConnection implements Connection {
     const family = local ? (socket as Socket & { localFamily?: string }).localFamily : socket.remoteFamily;
     return { family: familyOf(family, address), address, port };
   }
+}
+
+/** What a TCP handle's `getpeername`/`getsockname` fill in (Node's `TCPWrap`). */
+interface HandleAddress {
+  address?: string;
+  family?: string | number;
+  port?: number;
+}
+
+/**
+ * A TCP socket's address, asked of its handle: `socket.remoteAddress` and
+ * its kin cache an object with two strings on the socket (`_peername`),
+ * which an open connection would carry for its whole life after one
+ * question. Null where the handle has no such method (Bun's node:net) or
+ * the call fails; the caller then asks the socket.
+ */
+function handleAddress(socket: Socket, local: boolean): SocketAddress | null {
+  const handle = (socket as unknown as SocketInternals)._handle as
+    | { getpeername?: (out: HandleAddress) => number; getsockname?: (out: HandleAddress) => number }
+    | null
+    | undefined;
+  const get = local ? handle?.getsockname : handle?.getpeername;
+  if (typeof get !== "function") return null;
+  const out: HandleAddress = {};
+  if (get.call(handle, out) !== 0 || typeof out.address !== "string" || typeof out.port !== "number") return null;
+  return { family: familyOf(out.family, out.address), address: out.address, port: out.port };
 }
 
 /** Resolves once everything written to `socket` has been handed to the kernel. */
