@@ -64,6 +64,38 @@ describe("WebSocketConnection options", () => {
     expect(conn.nextEvent()).toBe(NEED_DATA);
     expect(Object.isFrozen(NEED_DATA)).toBe(true);
   });
+
+  it("keeps each connection's own limits, threshold and mask source when they are made in any order", () => {
+    const events = (conn: WebSocketConnection, bytes: Uint8Array) => {
+      conn.receiveData(bytes);
+      return drain(conn).map((e) => e.type);
+    };
+    const a = countingSource();
+    const b = countingSource();
+    const codec = () => new ZlibDeflateCodec(params, "client");
+    const small = () => new WebSocketConnection({ role: "server", maxMessageSize: 200, maxFrameSize: 150 });
+    const large = () => new WebSocketConnection({ role: "server" });
+    const conns = [
+      small(),
+      large(),
+      small(),
+      new WebSocketConnection({ role: "server", maxMessageSize: 200 }),
+      large(),
+      new WebSocketConnection({ role: "server", maxMessageSize: 170 }),
+    ];
+    const frame = cf(0x82, new Uint8Array(180));
+    // 180 bytes: over the small ones' frame limit and the last one's message limit (1009), under the others'.
+    expect(conns.map((c) => events(c, frame).includes("error"))).toEqual([true, false, true, false, false, true]);
+    const clients = [
+      new WebSocketConnection({ role: "client", maskKeySource: a.source, perMessageDeflate: { codec: codec(), threshold: 10 } }),
+      new WebSocketConnection({ role: "client", maskKeySource: b.source, perMessageDeflate: { codec: codec(), threshold: 1000 } }),
+    ];
+    clients[0]!.sendBinary(new Uint8Array(100));
+    clients[1]!.sendBinary(new Uint8Array(100));
+    // RSV1 marks a compressed frame: only under the threshold of 10.
+    expect([(clients[0]!.takeOutput()![0]! & 0x40) !== 0, (clients[1]!.takeOutput()![0]! & 0x40) !== 0]).toEqual([true, false]);
+    expect([a.calls.count > 0, b.calls.count > 0]).toEqual([true, true]);
+  });
 });
 
 describe("sending", () => {

@@ -277,6 +277,31 @@ const MSG_INFLATED = 512;
 
 const OPCODE_NAMES = ["continuation", "text", "binary"];
 
+/** What connections made with the same options share (four fields fewer on each). */
+interface EngineSettings {
+  readonly maxFrameSize: number;
+  readonly maxMessageSize: number;
+  readonly threshold: number;
+  readonly maskKeySource: (bytes: Uint8Array) => void;
+}
+
+let lastSettings: EngineSettings | null = null;
+
+/** The settings object for these values: the last one made when they are the same (a server's connections all are). */
+function engineSettings(maxFrameSize: number, maxMessageSize: number, threshold: number, maskKeySource: (bytes: Uint8Array) => void): EngineSettings {
+  const last = lastSettings;
+  if (
+    last !== null &&
+    last.maxFrameSize === maxFrameSize &&
+    last.maxMessageSize === maxMessageSize &&
+    last.threshold === threshold &&
+    last.maskKeySource === maskKeySource
+  ) {
+    return last;
+  }
+  return (lastSettings = Object.freeze({ maxFrameSize, maxMessageSize, threshold, maskKeySource }));
+}
+
 /**
  * One WebSocket connection, either side, without I/O.
  *
@@ -295,11 +320,9 @@ const OPCODE_NAMES = ["continuation", "text", "binary"];
  * ```
  */
 export class WebSocketConnection {
-  readonly #maxFrameSize: number;
-  readonly #maxMessageSize: number;
-  readonly #threshold: number;
+  /** The limits and the mask source, shared by connections made with the same ones. */
+  readonly #settings: EngineSettings;
   #codec: DeflateCodec | null;
-  readonly #maskKeySource: (bytes: Uint8Array) => void;
 
   /** Yes/no state, one bit each (IS_SERVER, FIN, ...): one number instead of ten fields. */
   #flags = 0;
@@ -349,13 +372,14 @@ export class WebSocketConnection {
       throw new TypeError(`role must be "server" or "client", got ${String(options.role)}`);
     }
     if (options.role === "server") this.#flags |= IS_SERVER;
-    this.#maxFrameSize = checkLimit("maxFrameSize", options.maxFrameSize, DEFAULT_MAX_FRAME_SIZE);
-    this.#maxMessageSize = checkLimit("maxMessageSize", options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
+    const maxFrameSize = checkLimit("maxFrameSize", options.maxFrameSize, DEFAULT_MAX_FRAME_SIZE);
+    const maxMessageSize = checkLimit("maxMessageSize", options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
     if (options.autoPong !== undefined && typeof options.autoPong !== "boolean") {
       throw new TypeError(`autoPong must be a boolean, got ${String(options.autoPong)}`);
     }
     if (options.autoPong ?? true) this.#flags |= AUTO_PONG;
     const pmd = options.perMessageDeflate ?? null;
+    let threshold = Infinity;
     if (pmd !== null) {
       if (typeof pmd !== "object") throw new TypeError("perMessageDeflate must be an object with a codec");
       const c = pmd.codec as Partial<DeflateCodec> | undefined;
@@ -369,14 +393,12 @@ export class WebSocketConnection {
       if (t !== undefined && (typeof t !== "number" || Number.isNaN(t) || t < 0 || (t !== Infinity && !Number.isSafeInteger(t)))) {
         throw new RangeError(`perMessageDeflate.threshold must be a non-negative integer or Infinity, got ${String(t)}`);
       }
-      this.#threshold = t ?? DEFAULT_COMPRESSION_THRESHOLD;
-    } else {
-      this.#threshold = Infinity;
+      threshold = t ?? DEFAULT_COMPRESSION_THRESHOLD;
     }
     this.#codec = pmd?.codec ?? null;
     const source = options.maskKeySource;
     if (source !== undefined && typeof source !== "function") throw new TypeError("maskKeySource must be a function");
-    this.#maskKeySource = source ?? defaultMaskKeySource;
+    this.#settings = engineSettings(maxFrameSize, maxMessageSize, threshold, source ?? defaultMaskKeySource);
   }
 
   // ---------------------------------------------------------------- status
@@ -662,14 +684,14 @@ export class WebSocketConnection {
       p += 8;
     }
     if (opcode < 0x8) {
-      if (length > this.#maxFrameSize) {
-        return this.#fail(WS_ERR.FRAME_TOO_BIG, `Frame too big: ${length} bytes, the limit is ${this.#maxFrameSize}`, MESSAGE_TOO_BIG);
+      if (length > this.#settings.maxFrameSize) {
+        return this.#fail(WS_ERR.FRAME_TOO_BIG, `Frame too big: ${length} bytes, the limit is ${this.#settings.maxFrameSize}`, MESSAGE_TOO_BIG);
       }
       // The message limit, as soon as a header tells: the payload size of an
       // uncompressed message, the wire size of a compressed one.
       const size = opcode !== OPCODE_CONTINUATION ? 0 : compressed ? this.#msgWire : this.#msgLength;
-      if (size + length > this.#maxMessageSize) {
-        return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#maxMessageSize} bytes`, MESSAGE_TOO_BIG);
+      if (size + length > this.#settings.maxMessageSize) {
+        return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#settings.maxMessageSize} bytes`, MESSAGE_TOO_BIG);
       }
     }
     if (masked) this.#maskKey = (src[p]! << 24) | (src[p + 1]! << 16) | (src[p + 2]! << 8) | src[p + 3]!;
@@ -772,7 +794,7 @@ export class WebSocketConnection {
     if (last) this.#flags |= MSG_INFLATED;
     let out: Uint8Array | null;
     try {
-      out = this.#codec!.decompress(piece, last, this.#maxMessageSize - this.#msgLength);
+      out = this.#codec!.decompress(piece, last, this.#settings.maxMessageSize - this.#msgLength);
     } catch (cause) {
       return this.#fail(
         WS_ERR.INVALID_COMPRESSED_DATA,
@@ -783,7 +805,7 @@ export class WebSocketConnection {
       );
     }
     if (out === null) {
-      return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#maxMessageSize} bytes once inflated`, MESSAGE_TOO_BIG);
+      return this.#fail(WS_ERR.MESSAGE_TOO_BIG, `Message too big: more than ${this.#settings.maxMessageSize} bytes once inflated`, MESSAGE_TOO_BIG);
     }
     if (out.length === 0) return undefined;
     const bytes = toBuffer(out);
@@ -818,7 +840,7 @@ export class WebSocketConnection {
         (this.#flags & MSG_COMPRESSED) === 0 && (this.#flags & FIN) !== 0 && this.#opcode !== OPCODE_CONTINUATION
           ? length + n + this.#remaining
           : Math.max(length + n, (buf?.length ?? 512) * 2);
-      if (capacity > this.#maxMessageSize) capacity = Math.max(length + n, this.#maxMessageSize);
+      if (capacity > this.#settings.maxMessageSize) capacity = Math.max(length + n, this.#settings.maxMessageSize);
       const grown = Buffer.allocUnsafe(capacity);
       if (buf !== null && length > 0) buf.copy(grown, 0, 0, length);
       this.#msgBuffer = buf = grown;
@@ -1079,10 +1101,10 @@ export class WebSocketConnection {
     const codec = this.#codec;
     if (
       codec !== null && fin && !continuing && compress !== false &&
-      (compress === true || (typeof data === "string" ? data.length * 3 >= this.#threshold : data.length >= this.#threshold))
+      (compress === true || (typeof data === "string" ? data.length * 3 >= this.#settings.threshold : data.length >= this.#settings.threshold))
     ) {
       const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-      if (compress === true || bytes.length >= this.#threshold) {
+      if (compress === true || bytes.length >= this.#settings.threshold) {
         // RFC 7692 §6: RSV1 on the first frame marks a compressed message.
         this.#writeBytesFrame(finBit | 0x40 | wireOpcode, codec.compress(bytes));
       } else {
@@ -1214,7 +1236,7 @@ export class WebSocketConnection {
       let at = this.#maskPoolPosition;
       if (pool === null || at + 4 > MASK_POOL_SIZE) {
         pool ??= this.#maskPool = new Uint8Array(MASK_POOL_SIZE);
-        this.#maskKeySource(pool);
+        this.#settings.maskKeySource(pool);
         at = 0;
       }
       const b0 = (buf[p] = pool[at]!);
