@@ -29,10 +29,13 @@
  *   deadlock); instead pongs owed while the output is full are folded into
  *   one for the latest ping, as RFC 6455 §5.5.3 allows.
  * - **Memory.** An idle connection holds the session, the engine and a
- *   small forwarding handler: yes/no state is kept as bits of one number,
- *   timer callbacks are methods (a closure is made when a timer is armed),
- *   and the `closed` promise, the send lists and the engine's buffers are
- *   made on first use.
+ *   small forwarding handler. The session keeps its yes/no state as bits of
+ *   one number; the clock, the logger and the durations are one frozen
+ *   object shared by the sessions made with the same options; the close
+ *   state (with the `closed` promise), the ping state and the output held
+ *   back by a full transport are small objects made on first use. Timer
+ *   callbacks are methods (a closure is made when a timer is armed), and
+ *   the engine's buffers are made on first use.
  * - **Closing.** Once a close frame is sent or received, a timer of
  *   `closeTimeout` ms runs (Tornado: 5 s). When the engine says the
  *   transport should close (`shouldCloseTransport`: the close handshake is
@@ -247,6 +250,73 @@ interface QueuedSend extends Waiter {
   readonly binary: boolean;
 }
 
+/** The messages sent since the last flush: one promise, shared by their sends. */
+interface Batch extends Waiter {
+  readonly promise: Promise<void>;
+}
+
+/** Output held back while the transport is full. */
+interface Backlog {
+  /** Messages waiting unencoded for a drain. */
+  queue: QueuedSend[] | null;
+  /** Queued messages moved into the engine after a drain, settled by the next flush. */
+  moved: Waiter[] | null;
+  drainWaiters: Waiter[] | null;
+  /** The latest ping's data, owed a pong once the transport drains. */
+  pendingPong: Uint8Array | null;
+}
+
+/** Keep-alive state. */
+interface PingState {
+  timer: TimerHandle | null;
+  checkTimer: TimerHandle | null;
+  /** When input last arrived. */
+  lastReceived: number;
+  /** When the oldest ping not yet followed by input was sent; -1 if none. */
+  sentAt: number;
+}
+
+/** The close: how it ended, its timers, and the `closed` promise. */
+interface EndState {
+  code: number | null;
+  reason: string | null;
+  error: RemoteProtocolError | null;
+  closeTimer: TimerHandle | null;
+  lingerTimer: TimerHandle | null;
+  /** Made when someone asks for `closed` (most never do). */
+  closed: Promise<void> | null;
+  markClosed: (() => void) | null;
+}
+
+/** What sessions made with the same options share (five fields fewer on each). */
+interface SessionSettings {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly pingInterval: number;
+  readonly pingTimeout: number;
+  readonly closeTimeout: number;
+}
+
+/** The logger of the sessions made without one. */
+let defaultLogger: Logger | null = null;
+let lastSettings: SessionSettings | null = null;
+
+/** The settings object for these values: the last one made when they are the same (a server's sessions all are). */
+function sessionSettings(clock: Clock, logger: Logger, pingInterval: number, pingTimeout: number, closeTimeout: number): SessionSettings {
+  const last = lastSettings;
+  if (
+    last !== null &&
+    last.clock === clock &&
+    last.logger === logger &&
+    last.pingInterval === pingInterval &&
+    last.pingTimeout === pingTimeout &&
+    last.closeTimeout === closeTimeout
+  ) {
+    return last;
+  }
+  return (lastSettings = Object.freeze({ clock, logger, pingInterval, pingTimeout, closeTimeout }));
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as PromiseLike<unknown>).then === "function";
 }
@@ -294,46 +364,25 @@ export class WebSocketSession {
   readonly #connection: Connection;
   readonly #engine: WebSocketConnection;
   readonly #handler: WebSocketSessionHandler;
-  readonly #clock: Clock;
-  readonly #logger: Logger;
-  readonly #pingInterval: number;
-  readonly #pingTimeout: number;
-  readonly #closeTimeout: number;
+  /** Clock, logger and durations, shared with the sessions made with the same options. */
+  readonly #settings: SessionSettings;
 
   /** The session's yes/no state, one bit each (STARTED, PUMPING, ...): an idle connection holds one number. */
   #flags = 0;
-
-  #closeCode: number | null = null;
-  #closeReason: string | null = null;
-  #error: RemoteProtocolError | null = null;
-
-  // Output and backpressure.
-  // The three lists are made on first use: an idle connection holds none.
-  #queue: QueuedSend[] | null = null;
-  /** Queued messages moved into the engine after a drain, settled by the next flush. */
-  #batch: Waiter[] | null = null;
-  #drainWaiters: Waiter[] | null = null;
   /**
-   * The promise of the messages sent since the last flush: one per batch,
-   * shared by its sends (they settle together when the flush writes them).
+   * The messages sent since the last flush (they settle together when the
+   * flush writes them). On the session, not in the backlog: an echo that
+   * waits for its write touches it per message.
    */
-  #batchPromise: Promise<void> | null = null;
-  #batchWaiter: Waiter | null = null;
-  #pendingPong: Uint8Array | null = null;
+  #batch: Batch | null = null;
 
-  // Timers.
-  #closeTimer: TimerHandle | null = null;
-  #lingerTimer: TimerHandle | null = null;
-  #pingTimer: TimerHandle | null = null;
-  #pingCheckTimer: TimerHandle | null = null;
-  /** When input last arrived; kept only with pings (0 otherwise). */
-  #lastReceived = 0;
-  /** When the oldest ping not yet followed by input was sent; -1 if none. */
-  #pingSentAt = -1;
-
-  /** Made when someone asks for `closed` (most never do). */
-  #closed: Promise<void> | null = null;
-  #markClosed: (() => void) | null = null;
+  // Made on first use; an idle connection holds none of them.
+  /** Made the first time the transport is full (most connections never are), then kept. */
+  #backlog: Backlog | null = null;
+  /** Made with a ping interval. */
+  #ping: PingState | null = null;
+  /** Made when closing begins or `closed` is asked for. */
+  #end: EndState | null = null;
 
   /**
    * What the transport calls, kept apart from the public `close`: one small
@@ -376,12 +425,16 @@ export class WebSocketSession {
     }
     this.#connection = connection;
     this.#handler = handler;
-    this.#clock = options.clock ?? systemClock;
-    this.#logger = options.logger ?? consoleLogger();
-    this.#pingInterval = checkDuration("pingInterval", options.pingInterval, 0, true);
-    const defaultTimeout = Number.isFinite(this.#pingInterval) ? Math.max(3 * this.#pingInterval, MIN_DEFAULT_PING_TIMEOUT) : Infinity;
-    this.#pingTimeout = checkDuration("pingTimeout", options.pingTimeout, defaultTimeout, false);
-    this.#closeTimeout = checkDuration("closeTimeout", options.closeTimeout, DEFAULT_CLOSE_TIMEOUT, false);
+    const clock = options.clock ?? systemClock;
+    const pingInterval = checkDuration("pingInterval", options.pingInterval, 0, true);
+    const defaultTimeout = Number.isFinite(pingInterval) ? Math.max(3 * pingInterval, MIN_DEFAULT_PING_TIMEOUT) : Infinity;
+    this.#settings = sessionSettings(
+      clock,
+      options.logger ?? (defaultLogger ??= consoleLogger()),
+      pingInterval,
+      checkDuration("pingTimeout", options.pingTimeout, defaultTimeout, false),
+      checkDuration("closeTimeout", options.closeTimeout, DEFAULT_CLOSE_TIMEOUT, false),
+    );
 
     const maxMessageSize = options.maxMessageSize;
     const maxFrameSize = options.maxFrameSize ?? (maxMessageSize !== undefined && maxMessageSize > 16 * 1024 * 1024 ? maxMessageSize : undefined);
@@ -418,14 +471,14 @@ export class WebSocketSession {
       codec?.close();
       throw error;
     }
-    const pinging = Number.isFinite(this.#pingInterval) && this.#pingInterval > 0;
-    if (pinging) this.#lastReceived = this.#clock.now();
+    const ping: PingState | null = Number.isFinite(pingInterval) && pingInterval > 0 ? { timer: null, checkTimer: null, lastReceived: clock.now(), sentAt: -1 } : null;
+    this.#ping = ping;
     const trailing = options.trailingData;
     if (trailing !== undefined && trailing.byteLength > 0) this.#engine.receiveData(trailing);
     this.#flags |= READ_PAUSED;
     connection.pause();
     connection.setHandler(new WebSocketSession.#TransportHandler(this));
-    if (pinging) this.#armPingTimer();
+    if (ping !== null) this.#armPingTimer(ping);
   }
 
   // ------------------------------------------------------------------ status
@@ -460,7 +513,8 @@ export class WebSocketSession {
 
   /** Resolves once the transport is closed (never rejects). @example `await session.closed;` */
   get closed(): Promise<void> {
-    return (this.#closed ??= (this.#flags & TRANSPORT_CLOSED) !== 0 ? RESOLVED : new Promise((resolve) => (this.#markClosed = resolve)));
+    const end = this.#endState();
+    return (end.closed ??= (this.#flags & TRANSPORT_CLOSED) !== 0 ? RESOLVED : new Promise((resolve) => (end.markClosed = resolve)));
   }
 
   /**
@@ -474,17 +528,17 @@ export class WebSocketSession {
    * ```
    */
   get closeCode(): number | null {
-    return this.#closeCode;
+    return this.#end === null ? null : this.#end.code;
   }
 
   /** The reason that came with {@link closeCode}; null before. @example `session.closeReason // "bye"` */
   get closeReason(): string | null {
-    return this.#closeReason;
+    return this.#end === null ? null : this.#end.reason;
   }
 
   /** The protocol error the peer made, if that is why the connection closed. @example `session.error?.code // "WS_ERR_INVALID_UTF8"` */
   get error(): RemoteProtocolError | null {
-    return this.#error;
+    return this.#end === null ? null : this.#end.error;
   }
 
   /**
@@ -498,7 +552,7 @@ export class WebSocketSession {
    */
   get bufferedAmount(): number {
     let queued = 0;
-    for (const q of this.#queue ?? []) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
+    for (const q of this.#backlog?.queue ?? []) queued += typeof q.data === "string" ? q.data.length : q.data.byteLength;
     return queued + this.#engine.outputLength + ((this.#flags & TRANSPORT_CLOSED) !== 0 ? 0 : this.#connection.writableLength);
   }
 
@@ -549,24 +603,31 @@ export class WebSocketSession {
       throw new TypeError("Cannot send bytes as a text message: they are not valid UTF-8");
     }
     if (!this.#canSend()) return quiet(Promise.reject(new WebSocketClosedError()));
-    if ((this.#flags & BLOCKED) !== 0 || this.#queue !== null) {
-      const queue = (this.#queue ??= []);
+    const backlog = this.#backlog;
+    if ((this.#flags & BLOCKED) !== 0 || (backlog !== null && backlog.queue !== null)) {
+      const queue = (this.#backlogState().queue ??= []);
       return quiet(new Promise<void>((resolve, reject) => queue.push({ data, binary, resolve, reject })));
     }
     this.#engine.send(data, { binary });
     this.#scheduleFlush();
-    if (
-      (this.#flags & FLOWING) !== 0 && this.#batchWaiter === null &&
-      this.#engine.outputLength <= OPTIMISTIC_MAX_BYTES && this.#connection.writableLength === 0
-    ) {
+    const batch = this.#batch;
+    if (batch !== null) return batch.promise;
+    if ((this.#flags & FLOWING) !== 0 && this.#engine.outputLength <= OPTIMISTIC_MAX_BYTES && this.#connection.writableLength === 0) {
       return RESOLVED;
     }
-    return this.#batchPromise ?? this.#newBatch();
+    return this.#newBatch();
   }
 
   #newBatch(): Promise<void> {
-    const promise = quiet(new Promise<void>((resolve, reject) => (this.#batchWaiter = { resolve, reject })));
-    this.#batchPromise = promise;
+    let resolve!: () => void;
+    let reject!: (error: Error) => void;
+    const promise = quiet(
+      new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      }),
+    );
+    this.#batch = { promise, resolve, reject };
     return promise;
   }
 
@@ -635,7 +696,8 @@ export class WebSocketSession {
 
   #onData(chunk: Uint8Array): void {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & EOF) !== 0) return;
-    if (this.#pingTimer !== null || this.#pingCheckTimer !== null) this.#lastReceived = this.#clock.now();
+    const ping = this.#ping;
+    if (ping !== null && (ping.timer !== null || ping.checkTimer !== null)) ping.lastReceived = this.#settings.clock.now();
     if ((this.#flags & WAITING) !== 0) {
       // Input while a handler promise holds the events: keep it in the
       // engine and stop reading until the promise settles (see #updateReading).
@@ -663,29 +725,32 @@ export class WebSocketSession {
   #onDrain(): void {
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     this.#flags &= ~BLOCKED;
-    const waiters = this.#drainWaiters;
-    if (waiters !== null) {
-      this.#drainWaiters = null;
-      for (const w of waiters) w.resolve();
-    }
-    const pong = this.#pendingPong;
-    if (pong !== null) {
-      this.#pendingPong = null;
-      if (this.#engine.state === "OPEN") this.#engine.sendPong(pong);
-    }
-    for (let queue = this.#queue; queue !== null && (this.#flags & BLOCKED) === 0 && (this.#flags & TRANSPORT_CLOSED) === 0; queue = this.#queue) {
-      if (!this.#canSend()) {
-        this.#rejectQueue();
-        break;
+    const backlog = this.#backlog;
+    if (backlog !== null) {
+      const waiters = backlog.drainWaiters;
+      if (waiters !== null) {
+        backlog.drainWaiters = null;
+        for (const w of waiters) w.resolve();
       }
-      const batch = (this.#batch ??= []);
-      while (queue.length > 0 && this.#engine.outputLength < DRAIN_BATCH_BYTES) {
-        const next = queue.shift()!;
-        this.#engine.send(next.data, { binary: next.binary });
-        batch.push(next);
+      const pong = backlog.pendingPong;
+      if (pong !== null) {
+        backlog.pendingPong = null;
+        if (this.#engine.state === "OPEN") this.#engine.sendPong(pong);
       }
-      if (queue.length === 0) this.#queue = null;
-      this.#flush();
+      for (let queue = backlog.queue; queue !== null && (this.#flags & BLOCKED) === 0 && (this.#flags & TRANSPORT_CLOSED) === 0; queue = backlog.queue) {
+        if (!this.#canSend()) {
+          this.#rejectQueue();
+          break;
+        }
+        const moved = (backlog.moved ??= []);
+        while (queue.length > 0 && this.#engine.outputLength < DRAIN_BATCH_BYTES) {
+          const next = queue.shift()!;
+          this.#engine.send(next.data, { binary: next.binary });
+          moved.push(next);
+        }
+        if (queue.length === 0) backlog.queue = null;
+        this.#flush();
+      }
     }
     if ((this.#flags & PUMPING) === 0) this.#flush();
   }
@@ -698,27 +763,30 @@ export class WebSocketSession {
     if (!this.#engine.closed) {
       if ((this.#flags & EOF) === 0) this.#engine.receiveEof();
       for (let e = this.#engine.nextEvent(); e.type !== "need-data"; e = this.#engine.nextEvent()) {
-        if (e.type === "close" && this.#closeCode === null) this.#setClose(e.code, e.reason);
+        if (e.type === "close") this.#setClose(e.code, e.reason);
       }
     }
-    if (this.#closeCode === null) this.#setClose(ABNORMAL_CLOSURE, "");
-    if (error !== undefined) this.#logger.debug(`WebSocket transport closed with an error: ${error.message}`);
+    this.#setClose(ABNORMAL_CLOSURE, "");
+    const end = this.#endState();
+    if (error !== undefined) this.#settings.logger.debug(`WebSocket transport closed with an error: ${error.message}`);
     const closedError = new WebSocketClosedError();
-    const waiters = [...(this.#batch ?? []), ...(this.#drainWaiters ?? []), ...(this.#queue ?? [])];
-    if (this.#batchWaiter !== null) waiters.push(this.#batchWaiter);
-    this.#batchWaiter = null;
-    this.#batchPromise = null;
+    const backlog = this.#backlog;
+    const waiters: Waiter[] = backlog === null ? [] : [...(backlog.moved ?? []), ...(backlog.drainWaiters ?? []), ...(backlog.queue ?? [])];
+    if (this.#batch !== null) waiters.push(this.#batch);
     this.#batch = null;
-    this.#drainWaiters = null;
-    this.#queue = null;
+    if (backlog !== null) {
+      backlog.moved = null;
+      backlog.drainWaiters = null;
+      backlog.queue = null;
+    }
     for (const w of waiters) w.reject(closedError);
     try {
-      this.#handler.onClose(this.#closeCode!, this.#closeReason!);
+      this.#handler.onClose(end.code!, end.reason!);
     } catch (err) {
-      this.#logger.error("Uncaught error in a WebSocket onClose", err);
+      this.#settings.logger.error("Uncaught error in a WebSocket onClose", err);
     }
-    this.#markClosed?.();
-    this.#markClosed = null;
+    end.markClosed?.();
+    end.markClosed = null;
   }
 
   // ------------------------------------------------------------------- input
@@ -738,7 +806,7 @@ export class WebSocketSession {
       this.#flags &= ~PUMPING;
     }
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
-    if ((this.#flags & WAITING) !== 0 && this.#batchWaiter === null && this.#batch === null && !this.#engine.shouldCloseTransport) {
+    if ((this.#flags & WAITING) !== 0 && this.#batch === null && (this.#backlog === null || this.#backlog.moved === null) && !this.#engine.shouldCloseTransport) {
       // The handler awaits something, typically the send it just made,
       // which resolved at once: wait a few turns for it to take the next
       // message, and write the answers together.
@@ -798,7 +866,7 @@ export class WebSocketSession {
         // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
         // Pong frame in response, unless it already received a Close frame."
         if (this.#engine.state === "OPEN") {
-          if ((this.#flags & BLOCKED) !== 0) this.#pendingPong = event.data;
+          if ((this.#flags & BLOCKED) !== 0) this.#backlogState().pendingPong = event.data;
           else this.#engine.sendPong(event.data);
         }
         this.#callback("onPing", event.data);
@@ -807,16 +875,16 @@ export class WebSocketSession {
         this.#callback("onPong", event.data);
         return;
       case "close":
-        if (this.#closeCode === null) this.#setClose(event.code, event.reason);
+        this.#setClose(event.code, event.reason);
         this.#flags |= CLOSE_REQUESTED;
         this.#stopPinging();
         this.#rejectQueue();
         this.#armCloseTimer();
         return;
       case "error":
-        this.#error = event.error;
-        if (this.#closeCode === null) this.#setClose(event.error.closeCode ?? ABNORMAL_CLOSURE, "");
-        this.#logger.debug(`WebSocket peer broke the protocol: ${event.error.message}`);
+        this.#endState().error = event.error;
+        this.#setClose(event.error.closeCode ?? ABNORMAL_CLOSURE, "");
+        this.#settings.logger.debug(`WebSocket peer broke the protocol: ${event.error.message}`);
         this.#afterCloseSent();
         return;
     }
@@ -857,7 +925,7 @@ export class WebSocketSession {
   /** The handler threw: log, and close with 1011 (RFC 6455 §7.4.1 "Internal Error"). */
   #handlerFailed(err: unknown, where: string): void {
     this.#flags |= FAILED;
-    this.#logger.error(`Uncaught error in WebSocket ${where}`, err);
+    this.#settings.logger.error(`Uncaught error in WebSocket ${where}`, err);
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
     if (this.#engine.state === "OPEN" && (this.#flags & ENDED) === 0) {
       this.#engine.sendClose(INTERNAL_ERROR, "");
@@ -887,9 +955,20 @@ export class WebSocketSession {
     }
   }
 
+  /** Records how the connection ended, unless that is known already. */
   #setClose(code: number, reason: string): void {
-    this.#closeCode = code;
-    this.#closeReason = reason;
+    const end = this.#endState();
+    if (end.code !== null) return;
+    end.code = code;
+    end.reason = reason;
+  }
+
+  #endState(): EndState {
+    return (this.#end ??= { code: null, reason: null, error: null, closeTimer: null, lingerTimer: null, closed: null, markClosed: null });
+  }
+
+  #backlogState(): Backlog {
+    return (this.#backlog ??= { queue: null, moved: null, drainWaiters: null, pendingPong: null });
   }
 
   // ------------------------------------------------------------------ output
@@ -915,21 +994,21 @@ export class WebSocketSession {
       if (this.#connection.write(out)) this.#flags |= FLOWING;
       else this.#flags = (this.#flags | BLOCKED) & ~FLOWING;
     }
-    const shared = this.#batchWaiter;
+    const shared = this.#batch;
     if (shared !== null) {
-      this.#batchWaiter = null;
-      this.#batchPromise = null;
-      if ((this.#flags & BLOCKED) !== 0) (this.#drainWaiters ??= []).push(shared);
+      this.#batch = null;
+      if ((this.#flags & BLOCKED) !== 0) (this.#backlogState().drainWaiters ??= []).push(shared);
       else shared.resolve();
     }
-    const batch = this.#batch;
-    if (batch !== null) {
-      this.#batch = null;
+    const backlog = this.#backlog;
+    if (backlog !== null && backlog.moved !== null) {
+      const moved = backlog.moved;
+      backlog.moved = null;
       if ((this.#flags & BLOCKED) !== 0) {
-        const waiters = (this.#drainWaiters ??= []);
-        for (const w of batch) waiters.push(w);
+        const waiters = (backlog.drainWaiters ??= []);
+        for (const w of moved) waiters.push(w);
       } else {
-        for (const w of batch) w.resolve();
+        for (const w of moved) w.resolve();
       }
     }
     if ((this.#flags & ENDED) === 0 && this.#engine.shouldCloseTransport) this.#endTransport();
@@ -944,9 +1023,10 @@ export class WebSocketSession {
   }
 
   #rejectQueue(): void {
-    const queue = this.#queue;
-    if (queue === null) return;
-    this.#queue = null;
+    const backlog = this.#backlog;
+    if (backlog === null || backlog.queue === null) return;
+    const queue = backlog.queue;
+    backlog.queue = null;
     const error = new WebSocketClosedError();
     for (const q of queue) q.reject(error);
   }
@@ -957,12 +1037,14 @@ export class WebSocketSession {
     this.#stopPinging();
     this.#rejectQueue();
     this.#connection.end();
-    if (this.#closeTimer !== null) {
-      this.#clock.clearTimeout(this.#closeTimer);
-      this.#closeTimer = null;
+    const end = this.#endState();
+    const { clock, closeTimeout } = this.#settings;
+    if (end.closeTimer !== null) {
+      clock.clearTimeout(end.closeTimer);
+      end.closeTimer = null;
     }
     if ((this.#flags & EOF) !== 0) return; // the peer's side ended already: the transport closes now
-    this.#lingerTimer = this.#clock.setTimeout(() => this.#onLingerTimer(), this.#closeTimeout);
+    end.lingerTimer = clock.setTimeout(() => this.#onLingerTimer(), closeTimeout);
     // Read on, to see the peer's FIN.
     this.#updateReading();
   }
@@ -970,22 +1052,24 @@ export class WebSocketSession {
   // ------------------------------------------------------------------ timers
 
   #armCloseTimer(): void {
-    if (this.#closeTimer !== null || (this.#flags & ENDED) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) return;
-    this.#closeTimer = this.#clock.setTimeout(() => this.#onCloseTimer(), this.#closeTimeout);
+    if ((this.#flags & ENDED) !== 0 || (this.#flags & TRANSPORT_CLOSED) !== 0) return;
+    const end = this.#endState();
+    if (end.closeTimer !== null) return;
+    end.closeTimer = this.#settings.clock.setTimeout(() => this.#onCloseTimer(), this.#settings.closeTimeout);
   }
 
-  #armPingTimer(): void {
-    this.#pingTimer = this.#clock.setTimeout(() => this.#onPingTimer(), this.#pingInterval);
+  #armPingTimer(ping: PingState): void {
+    ping.timer = this.#settings.clock.setTimeout(() => this.#onPingTimer(), this.#settings.pingInterval);
   }
 
-  #armPingCheck(delay: number): void {
-    this.#pingCheckTimer = this.#clock.setTimeout(() => this.#onPingCheck(), delay);
+  #armPingCheck(ping: PingState, delay: number): void {
+    ping.checkTimer = this.#settings.clock.setTimeout(() => this.#onPingCheck(), delay);
   }
 
   // The timer callbacks are methods: a closure is made when a timer is armed, not per session.
 
   #onCloseTimer(): void {
-    this.#closeTimer = null;
+    this.#end!.closeTimer = null;
     if ((this.#flags & TRANSPORT_CLOSED) !== 0 || (this.#flags & ENDED) !== 0) return;
     if (this.#engine.role === "client" && this.#engine.closed) {
       // RFC 6455 §7.1.1: the server should close TCP first; it did not, so we do.
@@ -993,52 +1077,54 @@ export class WebSocketSession {
       if ((this.#flags & ENDED) === 0) this.#endTransport();
       return;
     }
-    this.#logger.debug(`WebSocket close handshake timed out after ${this.#closeTimeout} ms`);
+    this.#settings.logger.debug(`WebSocket close handshake timed out after ${this.#settings.closeTimeout} ms`);
     this.#connection.destroy();
   }
 
   #onLingerTimer(): void {
-    this.#lingerTimer = null;
+    this.#end!.lingerTimer = null;
     if ((this.#flags & TRANSPORT_CLOSED) === 0) this.#connection.destroy();
   }
 
   #onPingTimer(): void {
-    this.#pingTimer = null;
+    const ping = this.#ping!;
+    ping.timer = null;
     if (!this.#canSend()) return;
-    const now = this.#clock.now();
-    if (this.#pingSentAt < 0 || this.#lastReceived >= this.#pingSentAt) {
-      this.#pingSentAt = now;
-      if (this.#pingCheckTimer === null && Number.isFinite(this.#pingTimeout)) {
-        this.#armPingCheck(this.#pingTimeout);
-      }
+    const { clock, pingTimeout } = this.#settings;
+    const now = clock.now();
+    if (ping.sentAt < 0 || ping.lastReceived >= ping.sentAt) {
+      ping.sentAt = now;
+      if (ping.checkTimer === null && Number.isFinite(pingTimeout)) this.#armPingCheck(ping, pingTimeout);
     }
     this.#engine.sendPing(EMPTY);
     this.#scheduleFlush();
-    this.#armPingTimer();
+    this.#armPingTimer(ping);
   }
 
   #onPingCheck(): void {
-    this.#pingCheckTimer = null;
+    const ping = this.#ping!;
+    ping.checkTimer = null;
     if (!this.#canSend()) return;
-    const sentAt = this.#pingSentAt;
+    const sentAt = ping.sentAt;
     if (sentAt < 0) return;
-    const now = this.#clock.now();
-    if (this.#lastReceived >= sentAt) {
+    const { clock, pingTimeout } = this.#settings;
+    const now = clock.now();
+    if (ping.lastReceived >= sentAt) {
       // Answered. A ping sent since then is checked from its own time.
-      this.#pingSentAt = -1;
+      ping.sentAt = -1;
       return;
     }
     if ((this.#flags & WAITING) !== 0) {
       // Our own handler holds the input back; that is not the peer's fault.
-      this.#armPingCheck(this.#pingTimeout);
+      this.#armPingCheck(ping, pingTimeout);
       return;
     }
     const elapsed = now - sentAt;
-    if (elapsed < this.#pingTimeout) {
-      this.#armPingCheck(this.#pingTimeout - elapsed);
+    if (elapsed < pingTimeout) {
+      this.#armPingCheck(ping, pingTimeout - elapsed);
       return;
     }
-    this.#logger.debug(`WebSocket ping timed out: nothing received for ${elapsed} ms`);
+    this.#settings.logger.debug(`WebSocket ping timed out: nothing received for ${elapsed} ms`);
     // Tornado's periodic_ping: self.close(), a close frame without a code.
     this.#engine.sendClose();
     this.#afterCloseSent();
@@ -1046,25 +1132,31 @@ export class WebSocketSession {
   }
 
   #stopPinging(): void {
-    if (this.#pingTimer !== null) {
-      this.#clock.clearTimeout(this.#pingTimer);
-      this.#pingTimer = null;
+    const ping = this.#ping;
+    if (ping === null) return;
+    const clock = this.#settings.clock;
+    if (ping.timer !== null) {
+      clock.clearTimeout(ping.timer);
+      ping.timer = null;
     }
-    if (this.#pingCheckTimer !== null) {
-      this.#clock.clearTimeout(this.#pingCheckTimer);
-      this.#pingCheckTimer = null;
+    if (ping.checkTimer !== null) {
+      clock.clearTimeout(ping.checkTimer);
+      ping.checkTimer = null;
     }
   }
 
   #clearTimers(): void {
     this.#stopPinging();
-    if (this.#closeTimer !== null) {
-      this.#clock.clearTimeout(this.#closeTimer);
-      this.#closeTimer = null;
+    const end = this.#end;
+    if (end === null) return;
+    const clock = this.#settings.clock;
+    if (end.closeTimer !== null) {
+      clock.clearTimeout(end.closeTimer);
+      end.closeTimer = null;
     }
-    if (this.#lingerTimer !== null) {
-      this.#clock.clearTimeout(this.#lingerTimer);
-      this.#lingerTimer = null;
+    if (end.lingerTimer !== null) {
+      clock.clearTimeout(end.lingerTimer);
+      end.lingerTimer = null;
     }
   }
 }
