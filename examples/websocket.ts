@@ -33,8 +33,9 @@ export class EchoWebSocket extends WebSocketHandler {
   }
 
   override onMessage(message: string | Uint8Array): Promise<void> {
-    // Awaiting the send pauses reading while the client is slow to read.
-    return this.writeMessage(message).catch(() => {});
+    // Returning the send's promise pauses reading while the client is slow
+    // to read (a send refused because the connection is closing is no error).
+    return this.writeMessage(message);
   }
 }
 

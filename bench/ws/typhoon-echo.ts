@@ -35,7 +35,7 @@ class EchoWebSocket extends WebSocketHandler {
   }
 
   override onMessage(message: string | Uint8Array): Promise<void> | void {
-    if (awaitSend) return this.writeMessage(message).catch(() => {});
+    if (awaitSend) return this.writeMessage(message);
     void this.writeMessage(message).catch(() => {});
   }
 }

@@ -10,12 +10,16 @@
  *   `onPong`). When `onMessage` returns a promise, no further event is
  *   taken and the transport is paused until it settles, as Tornado awaits
  *   `on_message` before reading the next frame: a slow consumer pushes back
- *   on the peer through TCP instead of growing memory.
+ *   on the peer through TCP instead of growing memory. A send the transport
+ *   took at once returns an already settled promise, which holds nothing
+ *   (see `#onEvent`). A promise rejected with {@link WebSocketClosedError}
+ *   while this connection is closing is no handler failure (a send raced
+ *   the close).
  * - **Output.** Everything the engine queued while handling one read (pongs,
  *   the echo of a close, messages sent from the handler) goes out with one
  *   transport write at the end of the read; sends made outside a read are
  *   written together in a microtask. When the handler awaits each send
- *   (an echo returning `send`'s promise), the write waits until the
+ *   (an async `onMessage` that awaits `send`), the write waits until the
  *   handler has stopped taking messages for a few microtask turns, so that
  *   the answers to one read still go out with one write.
  * - **Backpressure.** {@link WebSocketSession.send} resolves once the
@@ -859,7 +863,11 @@ export class WebSocketSession {
           this.#handlerFailed(err, "onMessage");
           return;
         }
-        if (isThenable(result)) this.#wait(result, "onMessage");
+        // A send that the transport took at once returns the settled
+        // RESOLVED: nothing to wait for (as Python's await of a done future
+        // goes on without yielding), so the next message is taken now and
+        // the answers to the read go out with one write at its end.
+        if (result !== RESOLVED && isThenable(result)) this.#wait(result, "onMessage");
         return;
       }
       case "ping":
@@ -915,7 +923,9 @@ export class WebSocketSession {
       (err: unknown) => {
         this.#flags &= ~WAITING;
         if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
-        this.#handlerFailed(err, what);
+        // A send refused because this connection is closing (an echo
+        // returning writeMessage's promise): the close goes on, no failure.
+        if (!(err instanceof WebSocketClosedError && !this.#canSend())) this.#handlerFailed(err, what);
         this.#updateReading();
         this.#pump();
       },

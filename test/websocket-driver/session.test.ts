@@ -227,6 +227,44 @@ describe("handler promises", () => {
     expect(pauses).toBe(0);
   });
 
+  it("takes the next message at once when onMessage returns a send the transport took (a settled promise)", async () => {
+    const order: string[] = [];
+    const t = pair({
+      onMessage: (m, s) => {
+        order.push(String(m));
+        if (m === "m0") queueMicrotask(() => order.push("tick"));
+        return s.send(m);
+      },
+    });
+    t.peer.send(frame(TEXT, "first"));
+    await flushMemory();
+    t.peer.send(Buffer.concat(["m0", "m1", "m2", "m3"].map((n) => frame(TEXT, n))));
+    await flushMemory();
+    // All four before any microtask: no wait per message, as an await of a done future in Python.
+    expect(order).toEqual(["first", "m0", "m1", "m2", "m3", "tick"]);
+    expect(t.peer.chunks).toHaveLength(2);
+    expect(t.frames().map((f) => f.payload.toString())).toEqual(["first", "m0", "m1", "m2", "m3"]);
+  });
+
+  it("takes a send refused because this connection is closing as no failure, but any other rejection as one", async () => {
+    const closing = pair({
+      onMessage: (m, s) => {
+        void s.close(1000, "bye");
+        return s.send(m);
+      },
+    });
+    closing.peer.send(frame(TEXT, "x"));
+    await flushMemory();
+    expect(closing.logger.messages("error")).toEqual([]);
+    expect(closing.frames().map((f) => [f.opcode, f.opcode === CLOSE ? closeOf(f).code : 0])).toEqual([[CLOSE, 1000]]);
+    // A WebSocketClosedError from elsewhere (another connection's send) while this one is open is the handler's failure.
+    const open = pair({ onMessage: () => Promise.reject(new WebSocketClosedError()) });
+    open.peer.send(frame(TEXT, "x"));
+    await flushMemory();
+    expect(open.logger.messages("error")).toEqual(["Uncaught error in WebSocket onMessage"]);
+    expect(closeOf(open.frames()[0]!).code).toBe(1011);
+  });
+
   it("closes with 1011 when onMessage throws or rejects, and delivers nothing more", async () => {
     for (const fail of [
       () => {
