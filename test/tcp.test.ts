@@ -120,6 +120,24 @@ describe("TCPServer and TCPClient over memory", () => {
     await server.close();
   });
 
+  it("names the peer of a real socket that went away while being handled (its address is read while open)", async () => {
+    let resolveLogged!: (message: string) => void;
+    const logged = new Promise<string>((resolve) => (resolveLogged = resolve));
+    const logger = new RecordingLogger();
+    logger.debug = (message: string) => resolveLogged(message);
+    const server = new TCPServer({
+      transport: isBun() ? bunTransport : nodeTransport,
+      logger,
+      handleStream: async (stream) => void (await stream.readUntil("\n")),
+    });
+    const { port } = await server.listen(0, "127.0.0.1");
+    const client = await new TCPClient({ transport: isBun() ? bunTransport : nodeTransport }).connect("127.0.0.1", port);
+    await client.write("no newline yet");
+    client.connection.destroy();
+    expect(await logged).toMatch(/^Stream from 127\.0\.0\.1:\d+ closed while being handled$/);
+    await server.close();
+  });
+
   it("says what is missing when handleStream is neither given nor overridden", async () => {
     const logger = new RecordingLogger();
     const server = new TCPServer({ transport: new MemoryTransport(), logger });

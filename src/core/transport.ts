@@ -48,6 +48,11 @@ export interface ConnectionHandler {
 
 /** One open, bidirectional byte stream. */
 export interface Connection {
+  /**
+   * The addresses of the two ends; null when unknown. Read them while the
+   * connection is open: a closed Node TCP socket no longer has them (Node's
+   * transport does not keep a copy on every connection).
+   */
   readonly localAddress: SocketAddress | null;
   readonly remoteAddress: SocketAddress | null;
   /** True for TLS connections. */

@@ -18,7 +18,10 @@ export const COMPACT_REQUEST: unique symbol = Symbol("typhoon.compactRequest");
  * requests; each bounded. Connections that stay open (WebSockets) mostly
  * carry the same values (the Host, `Upgrade: websocket`, the version, the
  * user agent), and behind a proxy the same remote address: 10,000 open
- * connections keep one copy of each instead of 10,000.
+ * connections keep one copy of each instead of 10,000. Tables keep what
+ * they hold for the life of the process, and the first values seen take
+ * the room: 512 names and 1,024 values are far more than the distinct
+ * ones a server's clients send in these headers.
  */
 const SHARED_NAMES = new Map<string, string>();
 const MAX_SHARED_NAMES = 512;
@@ -26,6 +29,26 @@ const SHARED_VALUES = new Map<string, string>();
 const MAX_SHARED_VALUES = 1024;
 /** Values longer than this are kept as they are (rarely repeated, and costly to hash). */
 const MAX_SHARED_VALUE_LENGTH = 256;
+/**
+ * The headers whose values are shared: those that repeat across clients.
+ * Values that differ per connection (a WebSocket key, cookies, tokens,
+ * request ids) would only fill the table, and secrets must not outlive
+ * their connection in it.
+ */
+const SHARED_VALUE_HEADERS = new Set([
+  "host",
+  "connection",
+  "upgrade",
+  "origin",
+  "user-agent",
+  "sec-websocket-version",
+  "sec-websocket-extensions",
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "cache-control",
+  "pragma",
+]);
 
 function sharedName(name: string): string {
   const shared = SHARED_NAMES.get(name);
@@ -33,6 +56,11 @@ function sharedName(name: string): string {
   const own = ownString(name);
   if (SHARED_NAMES.size < MAX_SHARED_NAMES) SHARED_NAMES.set(own, own);
   return own;
+}
+
+/** @internal For tests: whether the shared table holds `value`. */
+export function isSharedValue(value: string): boolean {
+  return SHARED_VALUES.has(value);
 }
 
 function sharedValue(value: string): string {
@@ -57,13 +85,26 @@ function ownString(text: string): string {
 }
 
 /**
- * The first request's start time. Requests keep their times as offsets
- * from it: a timestamp such as `Date.now()` is too large for V8's small
- * integers, so each object would hold it in a heap number of its own (16
- * bytes more on every open WebSocket); an offset within about 24 days is
- * held in the object itself.
+ * The first whole-millisecond start time seen. Requests keep a whole start
+ * time as an offset from it: a timestamp such as `Date.now()` is too large
+ * for V8's small integers, so each object would hold it in a heap number
+ * of its own (16 bytes more on every open WebSocket); an offset within
+ * about 24 days is held in the object itself. A start time with a fraction
+ * (a clock such as `performance.now()`) is kept as it is, so that it reads
+ * back exactly; a kept offset is always whole, which tells them apart.
  */
-let timeOrigin: number | undefined;
+let timeOrigin = 0;
+let timeOriginSet = false;
+
+/** What a request keeps of its start time (see timeOrigin). */
+function startOffset(startTime: number): number {
+  if (!Number.isInteger(startTime)) return startTime;
+  if (!timeOriginSet) {
+    timeOrigin = startTime;
+    timeOriginSet = true;
+  }
+  return smallIfIntegral(startTime - timeOrigin);
+}
 
 /** `n` as a value V8 can keep as a small integer when it is one (arithmetic on large numbers yields doubles). */
 function smallIfIntegral(n: number): number {
@@ -154,7 +195,7 @@ export class HTTPServerRequest {
   readonly connection: RequestConnection;
   #flatHeaders: FlatHeaders;
   #headers: HTTPHeaders | null = null;
-  /** startTime less TIME_ORIGIN (see there). */
+  /** startTime less timeOrigin when whole, else startTime (see timeOrigin). */
   #start: number;
   /** Milliseconds from start to finish, -1 until finished (a difference, for the same reason). */
   #elapsed = -1;
@@ -175,7 +216,7 @@ export class HTTPServerRequest {
     this.remoteIp = info.remoteIp;
     this.protocol = info.protocol;
     this.connection = connection;
-    this.#start = smallIfIntegral(startTime - (timeOrigin ??= startTime));
+    this.#start = startOffset(startTime);
   }
 
   /**
@@ -192,8 +233,8 @@ export class HTTPServerRequest {
     for (let i = 0; i < flat.length; i += 2) {
       const name = sharedName(flat[i]!);
       compact[i] = name;
-      // A WebSocket key is new on every connection: sharing it would only fill the table.
-      compact[i + 1] = nameIs(name, "sec-websocket-key") ? ownString(flat[i + 1]!) : sharedValue(flat[i + 1]!);
+      const value = flat[i + 1]!;
+      compact[i + 1] = SHARED_VALUE_HEADERS.has(name.toLowerCase()) ? sharedValue(value) : ownString(value);
     }
     this.#flatHeaders = compact;
     this.#headers = null;
@@ -203,7 +244,8 @@ export class HTTPServerRequest {
 
   /** When the request head arrived (milliseconds, from the server's clock). */
   get startTime(): number {
-    return timeOrigin! + this.#start;
+    const start = this.#start;
+    return Number.isInteger(start) ? timeOrigin + start : start;
   }
 
   /** Headers, case-insensitive and multi-valued. */
@@ -274,7 +316,8 @@ export class HTTPServerRequest {
 
   /** Called by the server when the response is finished. */
   markFinished(time: number): void {
-    this.#elapsed = smallIfIntegral(time - this.startTime);
+    // A clock that stepped back reads as no time at all (and -1 means unfinished).
+    this.#elapsed = Math.max(0, smallIfIntegral(time - this.startTime));
   }
 
   /** Query arguments, multi-valued (`?a=1&a=2` gives `{ a: ["1", "2"] }`). */

@@ -329,15 +329,17 @@ export class TCPServer {
     const stream = new IOStream(connection, this.#streamOptions);
     this.#streams.add(stream);
     void stream.waitClosed().then(() => this.#streams.delete(stream));
+    // Read once, while open: a closed connection may no longer know its peer.
+    const address = connection.remoteAddress;
     let result: void | Promise<void>;
     try {
-      result = this.handleStream(stream, connection.remoteAddress);
+      result = this.handleStream(stream, address);
     } catch (error) {
-      this.#failed(stream, error);
+      this.#failed(stream, address, error);
       return;
     }
     if (result !== undefined && typeof (result as Promise<void>).then === "function") {
-      (result as Promise<void>).then(undefined, (error: unknown) => this.#failed(stream, error));
+      (result as Promise<void>).then(undefined, (error: unknown) => this.#failed(stream, address, error));
     }
   }
 
@@ -374,18 +376,17 @@ export class TCPServer {
     await Promise.all(streams.map((stream) => stream.waitClosed()));
   }
 
-  #failed(stream: IOStream, error: unknown): void {
+  #failed(stream: IOStream, address: SocketAddress | null, error: unknown): void {
     if (error instanceof StreamClosedError) {
-      this.logger.debug(`Stream from ${addressText(stream)} closed while being handled`, error);
+      this.logger.debug(`Stream from ${addressText(address)} closed while being handled`, error);
     } else {
-      this.logger.error(`Error in handleStream for ${addressText(stream)}`, error);
+      this.logger.error(`Error in handleStream for ${addressText(address)}`, error);
     }
     stream.close(error);
   }
 }
 
-function addressText(stream: IOStream): string {
-  const address = stream.connection.remoteAddress;
+function addressText(address: SocketAddress | null): string {
   return address === null ? "an unknown peer" : describe(address);
 }
 

@@ -158,7 +158,9 @@ export interface WebSocketSessionHandler {
   /**
    * A whole message: text as a string, binary as bytes. Return a promise to
    * hold back the next events (and pause the transport) until it settles.
-   * Throwing or rejecting closes the connection with 1011.
+   * Throwing or rejecting closes the connection with 1011, except a
+   * rejection with {@link WebSocketClosedError} while this connection is
+   * closing (a send that raced the close), which is ignored.
    */
   onMessage(message: string | Uint8Array): void | Promise<void>;
   /** A ping arrived (the pong is sent by the driver). */

@@ -15,7 +15,9 @@
  * `onClose(code, reason)` once the connection is closed (`closeCode` and
  * `closeReason` are set too, as Tornado's `close_code`/`close_reason`). An
  * error thrown by `open` or `onMessage` is logged and closes the
- * connection with 1011; the server goes on serving. When
+ * connection with 1011 (but not `onMessage`'s promise rejected with
+ * `WebSocketClosedError` because this connection is closing: an echo may
+ * return `writeMessage`'s promise as is); the server goes on serving. When
  * the server shuts down gracefully, open WebSockets are closed with 1001.
  *
  * Settings (application settings, as Tornado's, but in milliseconds):
@@ -279,7 +281,8 @@ export class WebSocketHandler extends RequestHandler {
   /**
    * Called for each message: a string for text, bytes for binary. May be
    * async: the next message waits until it settles. Throwing closes with
-   * 1011. Must be overridden (as in Tornado).
+   * 1011 (a rejection with `WebSocketClosedError` while this connection is
+   * closing does not). Must be overridden (as in Tornado).
    *
    * @example
    * ```ts

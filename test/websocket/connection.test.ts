@@ -86,15 +86,20 @@ describe("WebSocketConnection options", () => {
     const frame = cf(0x82, new Uint8Array(180));
     // 180 bytes: over the small ones' frame limit and the last one's message limit (1009), under the others'.
     expect(conns.map((c) => events(c, frame).includes("error"))).toEqual([true, false, true, false, false, true]);
-    const clients = [
-      new WebSocketConnection({ role: "client", maskKeySource: a.source, perMessageDeflate: { codec: codec(), threshold: 10 } }),
-      new WebSocketConnection({ role: "client", maskKeySource: b.source, perMessageDeflate: { codec: codec(), threshold: 1000 } }),
-    ];
-    clients[0]!.sendBinary(new Uint8Array(100));
-    clients[1]!.sendBinary(new Uint8Array(100));
-    // RSV1 marks a compressed frame: only under the threshold of 10.
-    expect([(clients[0]!.takeOutput()![0]! & 0x40) !== 0, (clients[1]!.takeOutput()![0]! & 0x40) !== 0]).toEqual([true, false]);
-    expect([a.calls.count > 0, b.calls.count > 0]).toEqual([true, true]);
+    // Each made right after one that differs from it in that one value only.
+    const client = (source: (bytes: Uint8Array) => void, threshold: number) =>
+      new WebSocketConnection({ role: "client", maskKeySource: source, perMessageDeflate: { codec: codec(), threshold } });
+    const byThreshold = [client(a.source, 10), client(a.source, 1000)];
+    const compressed = byThreshold.map((c) => {
+      c.sendBinary(new Uint8Array(100));
+      // RSV1 marks a compressed frame: only under the threshold of 10.
+      return (c.takeOutput()![0]! & 0x40) !== 0;
+    });
+    expect(compressed).toEqual([true, false]);
+    const bySource = [client(a.source, 1000), client(b.source, 1000)];
+    const before = [a.calls.count, b.calls.count];
+    bySource[1]!.sendBinary(new Uint8Array(1));
+    expect([a.calls.count - before[0]!, b.calls.count - before[1]!]).toEqual([0, 1]);
   });
 });
 
