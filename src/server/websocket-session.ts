@@ -158,9 +158,9 @@ export interface WebSocketSessionHandler {
   /**
    * A whole message: text as a string, binary as bytes. Return a promise to
    * hold back the next events (and pause the transport) until it settles.
-   * Throwing or rejecting closes the connection with 1011, except a
-   * rejection with {@link WebSocketClosedError} while this connection is
-   * closing (a send that raced the close), which is ignored.
+   * Throwing or rejecting closes the connection with 1011, except with a
+   * {@link WebSocketClosedError} while this connection is closing (a send
+   * or ping that raced the close), which is ignored.
    */
   onMessage(message: string | Uint8Array): void | Promise<void>;
   /** A ping arrived (the pong is sent by the driver). */
@@ -925,17 +925,21 @@ export class WebSocketSession {
       (err: unknown) => {
         this.#flags &= ~WAITING;
         if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;
-        // A send refused because this connection is closing (an echo
-        // returning writeMessage's promise): the close goes on, no failure.
-        if (!(err instanceof WebSocketClosedError && !this.#canSend())) this.#handlerFailed(err, what);
+        this.#handlerFailed(err, what);
         this.#updateReading();
         this.#pump();
       },
     );
   }
 
-  /** The handler threw: log, and close with 1011 (RFC 6455 §7.4.1 "Internal Error"). */
+  /**
+   * The handler threw: log, and close with 1011 (RFC 6455 §7.4.1 "Internal
+   * Error"). A {@link WebSocketClosedError} while this connection is
+   * closing is no failure: a send or ping raced the close (an echo that
+   * returns writeMessage's promise), and the close goes on.
+   */
   #handlerFailed(err: unknown, where: string): void {
+    if (err instanceof WebSocketClosedError && !this.#canSend()) return;
     this.#flags |= FAILED;
     this.#settings.logger.error(`Uncaught error in WebSocket ${where}`, err);
     if ((this.#flags & TRANSPORT_CLOSED) !== 0) return;

@@ -246,7 +246,7 @@ describe("handler promises", () => {
     expect(t.frames().map((f) => f.payload.toString())).toEqual(["first", "m0", "m1", "m2", "m3"]);
   });
 
-  it("takes a send refused because this connection is closing as no failure, but any other rejection as one", async () => {
+  it("takes a send or ping refused because this connection is closing as no failure, but any other error as one", async () => {
     const closing = pair({
       onMessage: (m, s) => {
         void s.close(1000, "bye");
@@ -257,6 +257,17 @@ describe("handler promises", () => {
     await flushMemory();
     expect(closing.logger.messages("error")).toEqual([]);
     expect(closing.frames().map((f) => [f.opcode, f.opcode === CLOSE ? closeOf(f).code : 0])).toEqual([[CLOSE, 1000]]);
+    // The same thrown at once (a ping after our own close).
+    const pinging = pair({
+      onMessage: (_m, s) => {
+        void s.close(1000, "bye");
+        s.ping();
+      },
+    });
+    pinging.peer.send(frame(TEXT, "x"));
+    await flushMemory();
+    expect(pinging.logger.messages("error")).toEqual([]);
+    expect(pinging.frames().map((f) => f.opcode)).toEqual([CLOSE]);
     // A WebSocketClosedError from elsewhere (another connection's send) while this one is open is the handler's failure.
     const open = pair({ onMessage: () => Promise.reject(new WebSocketClosedError()) });
     open.peer.send(frame(TEXT, "x"));
