@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
@@ -307,6 +308,30 @@ describe("node transport: TCP", () => {
     expect(secure.server.directIo).toBe(false);
     expect(secure.client.directIo).toBe(false);
     await exchange(secure);
+  });
+
+  it("hands each read over as bytes of its own: a chunk kept by the handler is not overwritten by later reads", async () => {
+    const pair = await connectedPair({ host: "127.0.0.1", port: 0 }, (listener) => ({ host: "127.0.0.1", port: listener.address.port }));
+    const kept: Uint8Array[] = [];
+    const s = pair.s;
+    const data = s.data.bind(s);
+    s.data = (chunk: Uint8Array) => {
+      kept.push(chunk);
+      data(chunk);
+    };
+    const pieces = ["first read", "second", "x".repeat(70_000), "last"];
+    let expected = "";
+    for (const piece of pieces) {
+      pair.client.write(encoder.encode(piece));
+      expected += piece;
+      await s.until(() => s.text === expected);
+    }
+    // Every chunk still reads as it did when it came, and they add up to what was sent.
+    expect(decoder.decode(Buffer.concat(kept))).toBe(expected);
+    expect(decoder.decode(kept[0])).toBe("first read");
+    pair.client.destroy();
+    pair.server.destroy();
+    await pair.listener.close();
   });
 
   it("delivers bytes that came before the handler was set, in order, then reads directly", async () => {
