@@ -36,7 +36,12 @@ export interface SocketAddress {
 
 /** Callbacks through which a connection reports to its owner. */
 export interface ConnectionHandler {
-  /** Bytes from the peer. */
+  /**
+   * Bytes from the peer; the handler may keep them. A chunk may share its
+   * ArrayBuffer with other bytes (Node's pooled Buffers, as
+   * `Buffer.allocUnsafe`): read it through its `byteOffset` and
+   * `byteLength`, never through the whole `chunk.buffer`.
+   */
   data(chunk: Uint8Array): void;
   /** The peer half-closed its side (no more `data` will come). */
   end(): void;
