@@ -50,12 +50,17 @@ const SHARED_VALUE_HEADERS = new Set([
   "pragma",
 ]);
 
-function sharedName(name: string): string {
-  const shared = SHARED_NAMES.get(name);
-  if (shared !== undefined) return shared;
-  const own = ownString(name);
-  if (SHARED_NAMES.size < MAX_SHARED_NAMES) SHARED_NAMES.set(own, own);
+/** One copy of `text` per distinct text in `table`, while it has room; else a copy of its own. */
+function shared(table: Map<string, string>, max: number, text: string): string {
+  const found = table.get(text);
+  if (found !== undefined) return found;
+  const own = ownString(text);
+  if (table.size < max) table.set(own, own);
   return own;
+}
+
+function sharedName(name: string): string {
+  return shared(SHARED_NAMES, MAX_SHARED_NAMES, name);
 }
 
 /** @internal For tests: whether the shared table holds `value`. */
@@ -64,12 +69,7 @@ export function isSharedValue(value: string): boolean {
 }
 
 function sharedValue(value: string): string {
-  if (value.length > MAX_SHARED_VALUE_LENGTH) return ownString(value);
-  const shared = SHARED_VALUES.get(value);
-  if (shared !== undefined) return shared;
-  const own = ownString(value);
-  if (SHARED_VALUES.size < MAX_SHARED_VALUES) SHARED_VALUES.set(own, own);
-  return own;
+  return value.length > MAX_SHARED_VALUE_LENGTH ? ownString(value) : shared(SHARED_VALUES, MAX_SHARED_VALUES, value);
 }
 
 /**

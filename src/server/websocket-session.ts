@@ -64,6 +64,7 @@
  */
 import { systemClock, type Clock, type TimerHandle } from "../core/clock";
 import { LocalProtocolError, type RemoteProtocolError } from "../core/errors";
+import { SharedRecord } from "../core/shared-record";
 import { consoleLogger, type Logger } from "../core/log";
 import type { Connection, ConnectionHandler } from "../core/transport";
 import { ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE } from "../protocols/websocket/constants";
@@ -305,23 +306,8 @@ interface SessionSettings {
 
 /** The logger of the sessions made without one. */
 let defaultLogger: Logger | null = null;
-let lastSettings: SessionSettings | null = null;
-
-/** The settings object for these values: the last one made when they are the same (a server's sessions all are). */
-function sessionSettings(clock: Clock, logger: Logger, pingInterval: number, pingTimeout: number, closeTimeout: number): SessionSettings {
-  const last = lastSettings;
-  if (
-    last !== null &&
-    last.clock === clock &&
-    last.logger === logger &&
-    last.pingInterval === pingInterval &&
-    last.pingTimeout === pingTimeout &&
-    last.closeTimeout === closeTimeout
-  ) {
-    return last;
-  }
-  return (lastSettings = Object.freeze({ clock, logger, pingInterval, pingTimeout, closeTimeout }));
-}
+/** The settings of sessions made with the same options (a server's all are). */
+const SESSION_SETTINGS = new SharedRecord<SessionSettings>();
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as PromiseLike<unknown>).then === "function";
@@ -434,13 +420,13 @@ export class WebSocketSession {
     const clock = options.clock ?? systemClock;
     const pingInterval = checkDuration("pingInterval", options.pingInterval, 0, true);
     const defaultTimeout = Number.isFinite(pingInterval) ? Math.max(3 * pingInterval, MIN_DEFAULT_PING_TIMEOUT) : Infinity;
-    this.#settings = sessionSettings(
+    this.#settings = SESSION_SETTINGS.get({
       clock,
-      options.logger ?? (defaultLogger ??= consoleLogger()),
+      logger: options.logger ?? (defaultLogger ??= consoleLogger()),
       pingInterval,
-      checkDuration("pingTimeout", options.pingTimeout, defaultTimeout, false),
-      checkDuration("closeTimeout", options.closeTimeout, DEFAULT_CLOSE_TIMEOUT, false),
-    );
+      pingTimeout: checkDuration("pingTimeout", options.pingTimeout, defaultTimeout, false),
+      closeTimeout: checkDuration("closeTimeout", options.closeTimeout, DEFAULT_CLOSE_TIMEOUT, false),
+    });
 
     const maxMessageSize = options.maxMessageSize;
     const maxFrameSize = options.maxFrameSize ?? (maxMessageSize !== undefined && maxMessageSize > 16 * 1024 * 1024 ? maxMessageSize : undefined);
@@ -1054,13 +1040,9 @@ export class WebSocketSession {
     this.#rejectQueue();
     this.#connection.end();
     const end = this.#endState();
-    const { clock, closeTimeout } = this.#settings;
-    if (end.closeTimer !== null) {
-      clock.clearTimeout(end.closeTimer);
-      end.closeTimer = null;
-    }
+    end.closeTimer = this.#cancel(end.closeTimer);
     if ((this.#flags & EOF) !== 0) return; // the peer's side ended already: the transport closes now
-    end.lingerTimer = clock.setTimeout(() => this.#onLingerTimer(), closeTimeout);
+    end.lingerTimer = this.#settings.clock.setTimeout(() => this.#onLingerTimer(), this.#settings.closeTimeout);
     // Read on, to see the peer's FIN.
     this.#updateReading();
   }
@@ -1150,29 +1132,21 @@ export class WebSocketSession {
   #stopPinging(): void {
     const ping = this.#ping;
     if (ping === null) return;
-    const clock = this.#settings.clock;
-    if (ping.timer !== null) {
-      clock.clearTimeout(ping.timer);
-      ping.timer = null;
-    }
-    if (ping.checkTimer !== null) {
-      clock.clearTimeout(ping.checkTimer);
-      ping.checkTimer = null;
-    }
+    ping.timer = this.#cancel(ping.timer);
+    ping.checkTimer = this.#cancel(ping.checkTimer);
   }
 
   #clearTimers(): void {
     this.#stopPinging();
     const end = this.#end;
     if (end === null) return;
-    const clock = this.#settings.clock;
-    if (end.closeTimer !== null) {
-      clock.clearTimeout(end.closeTimer);
-      end.closeTimer = null;
-    }
-    if (end.lingerTimer !== null) {
-      clock.clearTimeout(end.lingerTimer);
-      end.lingerTimer = null;
-    }
+    end.closeTimer = this.#cancel(end.closeTimer);
+    end.lingerTimer = this.#cancel(end.lingerTimer);
+  }
+
+  /** Clears `timer` if armed; null, for the field that held it. */
+  #cancel(timer: TimerHandle | null): null {
+    if (timer !== null) this.#settings.clock.clearTimeout(timer);
+    return null;
   }
 }

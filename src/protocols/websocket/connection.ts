@@ -48,6 +48,7 @@
  */
 import { Buffer } from "node:buffer";
 import { LocalProtocolError, RemoteProtocolError } from "../../core/errors";
+import { SharedRecord } from "../../core/shared-record";
 import {
   ABNORMAL_CLOSURE,
   DEFAULT_COMPRESSION_THRESHOLD,
@@ -285,22 +286,8 @@ interface EngineSettings {
   readonly maskKeySource: (bytes: Uint8Array) => void;
 }
 
-let lastSettings: EngineSettings | null = null;
-
-/** The settings object for these values: the last one made when they are the same (a server's connections all are). */
-function engineSettings(maxFrameSize: number, maxMessageSize: number, threshold: number, maskKeySource: (bytes: Uint8Array) => void): EngineSettings {
-  const last = lastSettings;
-  if (
-    last !== null &&
-    last.maxFrameSize === maxFrameSize &&
-    last.maxMessageSize === maxMessageSize &&
-    last.threshold === threshold &&
-    last.maskKeySource === maskKeySource
-  ) {
-    return last;
-  }
-  return (lastSettings = Object.freeze({ maxFrameSize, maxMessageSize, threshold, maskKeySource }));
-}
+/** The settings of connections made with the same values (a server's all are). */
+const ENGINE_SETTINGS = new SharedRecord<EngineSettings>();
 
 /**
  * One WebSocket connection, either side, without I/O.
@@ -398,7 +385,7 @@ export class WebSocketConnection {
     this.#codec = pmd?.codec ?? null;
     const source = options.maskKeySource;
     if (source !== undefined && typeof source !== "function") throw new TypeError("maskKeySource must be a function");
-    this.#settings = engineSettings(maxFrameSize, maxMessageSize, threshold, source ?? defaultMaskKeySource);
+    this.#settings = ENGINE_SETTINGS.get({ maxFrameSize, maxMessageSize, threshold, maskKeySource: source ?? defaultMaskKeySource });
   }
 
   // ---------------------------------------------------------------- status
